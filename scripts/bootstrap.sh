@@ -59,9 +59,10 @@ install_python_packages() {
 }
 
 ensure_browser() {
-    command -v chromium >/dev/null && command -v chromedriver >/dev/null && return 0
-    if can_apt_install && apt_install chromium chromium-driver; then return 0; fi
-    local message="chromium and chromium-driver are missing (needed by the browser tests); install them with: apt-get install chromium chromium-driver"
+    # ffmpeg: the FiftyOne App refuses to show video datasets without it.
+    command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v ffmpeg >/dev/null && return 0
+    if can_apt_install && apt_install chromium chromium-driver ffmpeg; then return 0; fi
+    local message="chromium, chromium-driver or ffmpeg is missing (needed by the App and the browser tests); install them with: apt-get install chromium chromium-driver ffmpeg"
     if $require_browser; then log "ERROR: $message"; exit 1; fi
     log "WARNING: $message"
 }

@@ -1,0 +1,143 @@
+"""J&F evaluation (samtrack_ops.evaluation) on the real DAVIS-2016 frames in ../shared/data/davis2016.
+
+Expected values are derived by hand or by pixel-coordinate set arithmetic, not by calling the code under
+test. For these 854x480 frames the boundary tolerance is ceil(0.008 * hypot(480, 854)) = ceil(7.84) = 8 px.
+With 25 frames, 23 are scored (the first and last are dropped) and the official decay bins over those 23
+are round(linspace(1, 23, 5)) - 1 = [0, 6, 11, 17, 22]: first quarter = scored frames 0..6, last = 17..22.
+"""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from samtrack_ops.evaluation import (
+    EvaluationError,
+    boundary_map,
+    boundary_tolerance,
+    decay_bins,
+    evaluate_davis,
+)
+
+ALL_KEYS = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "JF_mean")
+
+
+@pytest.fixture(scope="module")
+def blackswan(shared_dir):
+    folder = shared_dir / "data" / "davis2016" / "Annotations" / "480p" / "blackswan"
+    if not folder.is_dir():
+        pytest.skip(f"DAVIS data not found at {folder}")
+    return [(np.array(Image.open(p)) > 0).astype(np.uint8) for p in sorted(folder.glob("*.png"))]
+
+
+def _pixels(mask):
+    return set(map(tuple, np.argwhere(mask)))
+
+
+def _iou_of_sets(a, b):
+    return len(a & b) / len(a | b)
+
+
+def test_constants_derived_by_hand():
+    assert boundary_tolerance((480, 854)) == 8
+    assert decay_bins(23) == [(0, 7), (6, 12), (11, 18), (17, 23)]
+
+
+def test_boundary_map_of_a_square():
+    mask = np.zeros((5, 5), bool)
+    mask[1:3, 1:3] = True
+    # On the boundary: pixels whose right, lower or lower-right neighbour differs. Inside the square
+    # that is all but (1, 1), whose three neighbours are inside; outside it, the background pixels just
+    # above or left of it (including the corner (0, 0), via its lower-right neighbour).
+    expected = {(0, 0), (0, 1), (0, 2), (1, 0), (2, 0), (1, 2), (2, 1), (2, 2)}
+    assert _pixels(boundary_map(mask)) == expected
+
+
+def test_ground_truth_against_itself_is_perfect(blackswan):
+    result = evaluate_davis(blackswan, blackswan)
+    assert result["J_mean"] == result["F_mean"] == result["JF_mean"] == 1.0
+    assert result["J_recall"] == result["F_recall"] == 1.0
+    assert result["J_decay"] == result["F_decay"] == 0.0
+    assert list(result["per_object"]) == [1]
+    assert result["per_frame"]["frame_indices"] == list(range(1, 24))
+
+
+def test_emptied_prediction_scores_zero(blackswan):
+    result = evaluate_davis([np.zeros_like(m) for m in blackswan], blackswan)
+    assert all(result[key] == 0.0 for key in ALL_KEYS)
+
+
+def test_emptied_last_frames_give_full_decay(blackswan):
+    # Scored frames 17..22 (video frames 18..23) emptied: 17 of 23 scored frames are perfect.
+    pred = [m if i < 18 else np.zeros_like(m) for i, m in enumerate(blackswan)]
+    result = evaluate_davis(pred, blackswan)
+    for metric in "JF":
+        assert result[f"{metric}_mean"] == pytest.approx(17 / 23)
+        assert result[f"{metric}_recall"] == pytest.approx(17 / 23)
+        assert result[f"{metric}_decay"] == pytest.approx(1.0)
+    # Emptying the early frames instead makes the decay negative: first quarter 0, last quarter 1.
+    early = [m if i > 7 else np.zeros_like(m) for i, m in enumerate(blackswan)]
+    assert evaluate_davis(early, blackswan)["J_decay"] == pytest.approx(-1.0)
+
+
+def test_shift_within_the_boundary_tolerance(blackswan):
+    shift = 8
+    assert all(not m[:, -shift:].any() for m in blackswan), "object must stay inside the frame"
+    pred = [np.roll(m, shift, axis=1) for m in blackswan]
+    expected_j = []
+    for mask in blackswan[1:-1]:
+        gt = _pixels(mask)
+        expected_j.append(_iou_of_sets(gt, {(y, x + shift) for y, x in gt}))
+    result = evaluate_davis(pred, blackswan)
+    # Every shifted boundary pixel lies exactly 8 px from its source: all boundary pixels match.
+    assert result["F_mean"] == 1.0
+    assert result["per_frame"]["J"] == pytest.approx(expected_j)
+    assert result["J_mean"] == pytest.approx(np.mean(expected_j))
+    assert 0.5 < result["J_mean"] < 0.95
+
+
+def test_one_pixel_erosion(blackswan):
+    import cv2
+
+    pred = [cv2.erode(m, np.ones((3, 3), np.uint8)) for m in blackswan]
+    # The eroded mask lies inside the ground truth, so J = |eroded| / |gt|; every boundary moves by at
+    # most one pixel (within the 8 px tolerance), so F = 1.
+    expected_j = [len(_pixels(p)) / len(_pixels(g)) for p, g in zip(pred[1:-1], blackswan[1:-1])]
+    result = evaluate_davis(pred, blackswan)
+    assert result["per_frame"]["J"] == pytest.approx(expected_j)
+    assert result["F_mean"] == 1.0
+    assert result["J_recall"] == 1.0
+
+
+def test_missing_object_scores_zero_and_halves_the_mean(blackswan):
+    gt = [m.copy() for m in blackswan]
+    for m in gt:
+        m[400:460, 20:80] = 2
+    result = evaluate_davis(blackswan, gt)
+    assert sorted(result["per_object"]) == [1, 2]
+    assert result["per_object"][1]["J_mean"] == 1.0
+    assert all(result["per_object"][2][key] == 0.0 for key in ALL_KEYS)
+    assert result["J_mean"] == result["F_mean"] == result["JF_mean"] == 0.5
+
+
+def test_unknown_predicted_ids_are_ignored(blackswan):
+    pred = [m.copy() for m in blackswan]
+    for m in pred:
+        m[400:460, 20:80] = 7
+    assert evaluate_davis(pred, blackswan)["JF_mean"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "pred, gt, message",
+    [
+        ([np.zeros((4, 4), int)] * 4, [np.ones((4, 4), int)] * 5, "4 frames but ground truth has 5"),
+        ([np.zeros((4, 5), int)] * 4, [np.ones((4, 4), int)] * 4, "resize the prediction"),
+        ([np.zeros((4, 4), int)] * 2, [np.ones((4, 4), int)] * 2, "at least 3"),
+        ([np.zeros((4, 4))] * 3, [np.ones((4, 4), int)] * 3, "integer label map"),
+        ([np.zeros((4, 4), int)] * 3, [np.zeros((4, 4), int)] * 3, "first ground-truth frame has no object"),
+        ([], [], "pred_label_maps is empty"),
+        ([np.zeros((4, 4), int)] * 3, [np.ones((4, 4), int)] * 2 + [np.ones((5, 4), int)], "one size"),
+    ],
+)
+def test_bad_input_is_rejected(pred, gt, message):
+    with pytest.raises(EvaluationError, match=message):
+        evaluate_davis(pred, gt)

@@ -3,19 +3,78 @@
 A *label map* is an HxW integer array of track IDs (0 = background). In a dataset it is stored per frame
 as ``fo.Detections``: one ``fo.Detection`` per visible object whose ``index`` is the track ID, whose
 ``bounding_box`` is the tight relative box ``[x, y, w, h]`` around the object's pixels and whose ``mask``
-is the boolean object mask cropped to that box.
+is the boolean object mask cropped to that box. Optionally the whole map is also stored as an
+``fo.Segmentation`` in ``<field>_seg``.
+
+Two outputs share one conversion (:func:`visible_objects`): :func:`label_map_to_detections` builds
+FiftyOne label objects, and :func:`detections_document` / :func:`segmentation_document` build the very
+documents FiftyOne stores for them, which is what the batched writer (``staging.py``) sends to the
+database: building label objects first costs about as much as the whole write.
 """
 
+from typing import NamedTuple
+
 import numpy as np
+import scipy.ndimage as ndi
+from bson import ObjectId
 
 import fiftyone as fo
+import fiftyone.core.utils as fou
 
 
-def _tight_box(object_mask):
-    """Returns ``(y0, y1, x0, x1)`` (half-open) of the True pixels of an HxW bool mask."""
-    rows = np.flatnonzero(object_mask.any(axis=1))
-    cols = np.flatnonzero(object_mask.any(axis=0))
-    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+class VisibleObject(NamedTuple):
+    """One object of a label map: track ID, relative box ``[x, y, w, h]`` and HxW-cropped bool mask."""
+
+    track_id: int
+    bounding_box: list
+    mask: np.ndarray
+
+
+def _as_label_map(label_map):
+    label_map = np.asarray(label_map)
+    if label_map.ndim != 2 or not np.issubdtype(label_map.dtype, np.integer):
+        raise ValueError(
+            f"a label map must be a 2-D integer array (HxW track IDs), got {label_map.dtype} {label_map.shape}"
+        )
+    if label_map.size and label_map.min() < 0:
+        raise ValueError("a label map must not hold negative track IDs; 0 is background")
+    return label_map
+
+
+def visible_objects(label_map):
+    """Yields a :class:`VisibleObject` per track ID present in an HxW label map, in ascending ID order.
+
+    One pass over the map finds every object's box (``scipy.ndimage.find_objects``); masks are computed
+    on the box crop only.
+    """
+    label_map = _as_label_map(label_map)
+    height, width = label_map.shape
+    for offset, box in enumerate(ndi.find_objects(label_map)):
+        if box is None:
+            continue
+        track_id = offset + 1
+        rows, cols = box
+        yield VisibleObject(
+            track_id=track_id,
+            bounding_box=[
+                cols.start / width,
+                rows.start / height,
+                (cols.stop - cols.start) / width,
+                (rows.stop - rows.start) / height,
+            ],
+            mask=label_map[box] == track_id,
+        )
+
+
+def _object_info(objects):
+    return {int(o.id): o for o in objects or ()}
+
+
+def _label_and_confidence(info, track_id):
+    obj = info.get(track_id)
+    label = getattr(obj, "label", None) or "object"
+    score = getattr(obj, "score", None)
+    return label, None if score is None else float(score)
 
 
 def label_map_to_detections(label_map, objects=None):
@@ -29,26 +88,57 @@ def label_map_to_detections(label_map, objects=None):
     Returns:
         ``fo.Detections`` with one detection per ID present, in ascending ID order
     """
-    label_map = np.asarray(label_map)
-    height, width = label_map.shape
-    info = {int(o.id): o for o in objects or ()}
+    info = _object_info(objects)
     detections = []
-    for track_id in np.unique(label_map):
-        if track_id == 0:
-            continue
-        object_mask = label_map == track_id
-        y0, y1, x0, x1 = _tight_box(object_mask)
-        obj = info.get(int(track_id))
+    for obj in visible_objects(label_map):
+        label, confidence = _label_and_confidence(info, obj.track_id)
         detections.append(
             fo.Detection(
-                label=getattr(obj, "label", None) or "object",
-                bounding_box=[x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height],
-                mask=object_mask[y0:y1, x0:x1],
-                index=int(track_id),
-                confidence=None if obj is None or obj.score is None else float(obj.score),
+                label=label,
+                bounding_box=obj.bounding_box,
+                mask=obj.mask,
+                index=obj.track_id,
+                confidence=confidence,
             )
         )
     return fo.Detections(detections=detections)
+
+
+def detections_document(label_map, objects=None):
+    """The database document of ``label_map_to_detections(label_map, objects)`` (same content, new IDs)."""
+    info = _object_info(objects)
+    detections = []
+    for obj in visible_objects(label_map):
+        label, confidence = _label_and_confidence(info, obj.track_id)
+        document = {
+            "_id": ObjectId(),
+            "_cls": "Detection",
+            "attributes": {},
+            "tags": [],
+            "label": label,
+            "bounding_box": obj.bounding_box,
+            "mask": fou.serialize_numpy_array(obj.mask),
+            "index": obj.track_id,
+        }
+        if confidence is not None:
+            document["confidence"] = confidence
+        detections.append(document)
+    return {"_cls": "Detections", "detections": detections}
+
+
+def label_map_to_segmentation(label_map):
+    """The full HxW label map as an ``fo.Segmentation`` (``mask`` values = track IDs)."""
+    return fo.Segmentation(mask=_as_label_map(label_map))
+
+
+def segmentation_document(label_map):
+    """The database document of ``label_map_to_segmentation(label_map)`` (same content, new ID)."""
+    return {
+        "_id": ObjectId(),
+        "_cls": "Segmentation",
+        "tags": [],
+        "mask": fou.serialize_numpy_array(_as_label_map(label_map)),
+    }
 
 
 def detections_to_label_map(detections, frame_size, dtype=np.uint16):

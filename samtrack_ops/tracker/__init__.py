@@ -1,0 +1,1 @@
+"""DeAOT tracker (inference only): configs, network, engine and the streaming Tracker API."""

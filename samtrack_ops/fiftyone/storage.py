@@ -166,3 +166,12 @@ def detections_to_label_map(detections, frame_size, dtype=np.uint16):
         region = label_map[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]]
         region[mask[: region.shape[0], : region.shape[1]]] = det.index
     return label_map
+
+
+def frame_documents(label_map, objects, label_field, seg_field=None):
+    """``{field: document}`` for one frame: ``label_field`` gets the Detections, ``seg_field`` (if given)
+    the full Segmentation."""
+    documents = {label_field: detections_document(label_map, objects)}
+    if seg_field is not None:
+        documents[seg_field] = segmentation_document(label_map)
+    return documents

@@ -80,7 +80,8 @@ class GatedPropagationLayer(nn.Module):
         tokens: (B, L, d_model) visual branch; id_tokens: (B, L, d_model) or None (first layer).
         With id_emb (B, L, d_model) the frame attends to itself (reference frame) and the memories
         are ignored; otherwise it attends to long_term (LayerMemory over N tokens) and short_term
-        (LayerMemory over L tokens). Returns (tokens, id_tokens, PendingMemory).
+        (LayerMemory over L tokens). Returns (tokens, id_tokens, PendingMemory, LayerMemory of this
+        frame with id_emb fused in, or None without id_emb).
         """
         normed = self.norm1(tokens)
         query, value = torch.split(self.linear_QV(normed), self.split_qv, dim=2)
@@ -94,8 +95,9 @@ class GatedPropagationLayer(nn.Module):
             id_input = self.id_norm1(id_tokens)
             gate = silu(torch.cat([gate, self.linear_ID_U(id_input)], dim=-1))
         pending = PendingMemory(query, value, id_input)
+        own_memory = None
         if id_emb is not None:
-            long_term = short_term = self.fuse_identity(pending, id_emb)
+            long_term = short_term = own_memory = self.fuse_identity(pending, id_emb)
 
         long_out = self.long_term_attn(
             query, long_term.key, torch.cat([long_term.value, long_term.id_value], dim=-1), gate, size_2d
@@ -111,7 +113,7 @@ class GatedPropagationLayer(nn.Module):
         self_out = self.self_attn(both, both, both, both, size_2d)
         tokens = tokens + self_out[..., : self.d_model]
         id_tokens = id_tokens + self_out[..., self.d_model :]
-        return tokens, id_tokens, pending
+        return tokens, id_tokens, pending, own_memory
 
 
 class DualBranchLSTT(nn.Module):
@@ -127,12 +129,13 @@ class DualBranchLSTT(nn.Module):
 
     def forward(self, tokens, long_term, short_term, size_2d, id_emb=None):
         """tokens: (B, L, d_model); long_term / short_term: one LayerMemory per layer (or None with
-        id_emb, the reference-frame pass). Returns ((B, L, 2 * d_model), [PendingMemory per layer]).
+        id_emb, the reference-frame pass). Returns the output (B, L, 2 * d_model), a PendingMemory per
+        layer and, with id_emb, the frame's own LayerMemory per layer (else None).
         """
         id_tokens = None
-        pending = []
+        pending, own_memory = [], []
         for index, layer in enumerate(self.layers):
-            tokens, id_tokens, layer_pending = layer(
+            tokens, id_tokens, layer_pending, layer_memory = layer(
                 tokens,
                 id_tokens,
                 None if long_term is None else long_term[index],
@@ -141,5 +144,6 @@ class DualBranchLSTT(nn.Module):
                 id_emb=id_emb,
             )
             pending.append(layer_pending)
+            own_memory.append(layer_memory)
         output = self.decoder_norms[0](torch.cat([tokens, id_tokens], dim=-1))
-        return output, pending
+        return output, pending, (own_memory if id_emb is not None else None)

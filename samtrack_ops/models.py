@@ -328,13 +328,16 @@ def _refuse_html(entry, response):
 
 
 def _tqdm_progress(entry):
+    """A progress callback drawing a tqdm bar, created on the first call (once data flows)."""
     from tqdm import tqdm
 
-    bar = tqdm(desc=entry.file_name, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr)
+    bars = []
 
     def update(done, total):
-        bar.total = total
-        bar.n = done
+        if not bars:
+            bars.append(tqdm(desc=entry.file_name, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr))
+        bar = bars[0]
+        bar.total, bar.n = total, done
         bar.refresh()
         if total is not None and done >= total:
             bar.close()

@@ -4,7 +4,7 @@ Each writer builds the real architecture with random initial weights and saves i
 official release files are laid out, so the normal loading code reads them unchanged:
 
 - SAM: ``torch.save(state_dict)`` of ``segment_anything.sam_model_registry[variant]()``.
-- DeAOT: ``torch.save(state_dict)`` of the tracker network (the AOT authors' key names).
+- DeAOT: ``torch.save({"state_dict": state_dict})`` of the tracker network (the AOT authors' key names).
 - Grounding-DINO: ``torch.save({"model": state_dict})`` of the model built from its config file.
 - Text encoder: a tiny BERT folder (``save_pretrained``) with a small vocabulary, usable offline.
 
@@ -64,11 +64,11 @@ def write_random_sam(path, variant="vit_b", seed=0):
 
 
 def write_random_tracker(path, name="r50_deaotl", seed=0):
-    """Saves a random DeAOT network ``name`` (e.g. "r50_deaotl") state dict to ``path``."""
-    from samtrack_ops.tracker import build_network
+    """Saves ``{"state_dict": ...}`` of a random DeAOT network ``name`` (e.g. "r50_deaotl") to ``path``."""
+    from samtrack_ops.tracker.network import build_network
 
     torch.manual_seed(seed)
-    torch.save(build_network(name).state_dict(), path)
+    torch.save({"state_dict": build_network(name).state_dict()}, path)
     return Path(path)
 
 

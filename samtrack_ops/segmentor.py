@@ -1,0 +1,244 @@
+"""SAM segmentor: object masks from clicks, boxes, strokes or masks, and "segment everything".
+
+One :class:`Segmentor` wraps one ``segment_anything`` model. The image embedding (the expensive part) is computed
+once per frame by :meth:`Segmentor.set_frame` and shared by every prompt on that frame.
+
+Behaviour follows the Segment-and-Track-Anything seed:
+
+- clicks and boxes run SAM twice: a first multi-mask pass, then a second pass that feeds the best first-pass
+  low-resolution logits back as a mask prompt; the mask with the best predicted IoU wins (``refine=False``
+  keeps only the first pass);
+- a stroke becomes its bounding box (``Stroke.use_points=True`` adds stroke points as positive clicks);
+- a :class:`~samtrack_ops.prompts.Mask` prompt *is* the object's mask: it is returned as given with score 1.0.
+  ``refine_masks=True`` instead hands it to SAM (its box plus the mask as low-resolution logits) and returns
+  SAM's mask;
+- "segment everything" uses SAM's automatic mask generator with the seed's settings
+  (:data:`SEED_GENERATOR_OPTIONS`), every one overridable.
+
+Frames are HxWx3 uint8 RGB arrays; masks are HxW bool.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything import SamAutomaticMaskGenerator, SamPredictor, sam_model_registry
+
+from samtrack_ops import models
+from samtrack_ops.prompts import Box, Click, Mask, PromptError, Stroke
+
+SAM_MODELS = ("vit_b", "vit_l", "vit_h")
+
+SEED_GENERATOR_OPTIONS = {
+    "points_per_side": 16,
+    "pred_iou_thresh": 0.8,
+    "stability_score_thresh": 0.9,
+    "crop_n_layers": 1,
+    "crop_n_points_downscale_factor": 2,
+    "min_mask_region_area": 200,
+}
+
+MAX_STROKE_POINTS = 16
+"""A stroke with ``use_points=True`` gives SAM at most this many positive clicks, evenly spaced along it."""
+
+MASK_PROMPT_LOGIT = 10.0
+"""Magnitude of the low-resolution logits a refined Mask prompt is turned into (inside +, outside -)."""
+
+
+def load_segmentor(sam_model="vit_b", checkpoint=None, device=None, **segmentor_options):
+    """Build SAM ``sam_model`` ("vit_b", "vit_l" or "vit_h") with the weights of ``checkpoint``.
+
+    ``checkpoint`` is a path, or None for the registry file ``sam_<sam_model>`` (see
+    :func:`samtrack_ops.models.resolve_checkpoint`). ``segmentor_options`` go to :class:`Segmentor`.
+    """
+    if sam_model not in SAM_MODELS:
+        raise ValueError(f"unknown SAM model {sam_model!r}; choose one of {', '.join(SAM_MODELS)}")
+    path = models.resolve_checkpoint(f"sam_{sam_model}", checkpoint)
+    sam = sam_model_registry[sam_model]()
+    state_dict = models.load_checkpoint(path)
+    models.check_state_dict(state_dict, {key: value.shape for key, value in sam.state_dict().items()}, path,
+                            f"SAM {sam_model}")
+    sam.load_state_dict(state_dict)
+    return Segmentor(sam, device=device, **segmentor_options)
+
+
+class Segmentor:
+    """Masks of one frame at a time from a SAM model (``segment_anything.modeling.Sam``).
+
+    ``device`` None picks cuda when available, else cpu. ``refine`` runs the seed's second pass for clicks,
+    boxes and strokes; ``multimask`` lets SAM propose three masks per pass (the best-scored is kept);
+    ``refine_masks`` sends Mask prompts through SAM instead of returning them as given.
+    """
+
+    def __init__(self, sam, device=None, refine=True, multimask=True, refine_masks=False):
+        self.sam = sam.to(resolve_device(device)).eval()
+        self.predictor = SamPredictor(self.sam)
+        self.refine = refine
+        self.multimask = multimask
+        self.refine_masks = refine_masks
+        self._frame = None
+
+    @property
+    def device(self):
+        return self.predictor.device
+
+    def set_frame(self, frame):
+        """Compute the image embedding of ``frame`` (HxWx3 uint8 RGB); a no-op for the same array object."""
+        if frame is self._frame:
+            return
+        _check_frame(frame)
+        self.predictor.set_image(frame, image_format="RGB")
+        self._frame = frame
+
+    @property
+    def frame_size(self):
+        """(H, W) of the current frame."""
+        if self._frame is None:
+            raise RuntimeError("no frame set: call Segmentor.set_frame(frame) before predicting")
+        return self._frame.shape[:2]
+
+    def predict(self, prompt):
+        """Mask of one object on the current frame: ``(mask HxW bool, score float)``.
+
+        ``prompt`` is a Click, Box, Stroke or Mask (see the module docstring for how each is used); it must
+        lie inside the frame.
+        """
+        if not isinstance(prompt, (Click, Box, Stroke, Mask)):
+            raise PromptError(
+                f"the segmentor takes Click, Box, Stroke or Mask prompts, got {type(prompt).__name__}; "
+                "text prompts go through the detector first"
+            )
+        prompt.validate(self.frame_size)
+        if isinstance(prompt, Mask):
+            return self._predict_mask(prompt.mask)
+        if isinstance(prompt, Click):
+            points, point_labels, boxes = prompt.points, prompt.labels, None
+        else:
+            points, point_labels = _stroke_clicks(prompt) if isinstance(prompt, Stroke) else (None, None)
+            boxes = prompt.box_xyxy[None]
+        masks, scores = self._predict_batch(points, point_labels, boxes, None)
+        return masks[0], scores[0]
+
+    def predict_boxes(self, boxes_xyxy):
+        """One mask per box on the current frame, in one batch: ``[(mask HxW bool, score float), ...]``.
+
+        ``boxes_xyxy`` is Nx4 pixel boxes (x0, y0, x1, y1) inside the frame.
+        """
+        boxes = [Box(frame=0, box_xyxy=box) for box in np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)]
+        for box in boxes:
+            box.validate(self.frame_size)
+        if not boxes:
+            return []
+        masks, scores = self._predict_batch(None, None, np.stack([box.box_xyxy for box in boxes]), None)
+        return list(zip(masks, scores))
+
+    def segment_everything(self, frame, min_area=200, **generator_options):
+        """Segment every object of ``frame``: HxW uint16 map of segment IDs 1..K (0 = nothing).
+
+        ``generator_options`` override :data:`SEED_GENERATOR_OPTIONS` (any argument of
+        ``segment_anything.SamAutomaticMaskGenerator``). Masks are painted largest first, so a smaller mask
+        stays visible over a larger one; segments left with fewer than ``min_area`` visible pixels are dropped
+        and the rest numbered 1..K from the top-left.
+        """
+        _check_frame(frame)
+        generator = _MaskGenerator(self.sam, **{**SEED_GENERATOR_OPTIONS, **generator_options})
+        annotations = sorted(generator.generate(frame), key=lambda annotation: -annotation["area"])
+        painted = np.zeros(frame.shape[:2], dtype=np.int64)
+        for index, annotation in enumerate(annotations, start=1):
+            painted[annotation["segmentation"]] = index
+        return _renumber_segments(painted, min_area)
+
+    def _predict_mask(self, mask):
+        if not self.refine_masks:
+            return mask.copy(), 1.0
+        masks, scores = self._predict_batch(None, None, _mask_box(mask)[None], self._mask_to_logits(mask))
+        return masks[0], scores[0]
+
+    @torch.inference_mode()
+    def _predict_batch(self, points, point_labels, boxes_xyxy, mask_logits):
+        """Run SAM for B objects (one per box, or one for the points); returns B masks HxW bool and B scores.
+
+        points: Nx2 pixel (x, y) shared by the batch, point_labels: N; boxes_xyxy: Bx4 pixels;
+        mask_logits: Bx1x256x256 low-resolution logits or None.
+        """
+        size = self.frame_size
+        coords = labels = boxes = None
+        if points is not None:
+            coords = self._as_tensor(self.predictor.transform.apply_coords(points, size))[None]
+            labels = torch.as_tensor(point_labels, dtype=torch.int, device=self.device)[None]
+        if boxes_xyxy is not None:
+            boxes = self._as_tensor(self.predictor.transform.apply_boxes(boxes_xyxy, size))
+            if coords is not None:
+                coords, labels = coords.expand(len(boxes), -1, -1), labels.expand(len(boxes), -1)
+        masks, scores, logits = self._best_of(coords, labels, boxes, mask_logits)
+        if self.refine and mask_logits is None:
+            masks, scores, _ = self._best_of(coords, labels, boxes, logits)
+        return list(masks.cpu().numpy()), scores.cpu().tolist()
+
+    def _best_of(self, coords, labels, boxes, mask_logits):
+        """One SAM pass; per object the proposal with the best predicted IoU: B masks, B scores, Bx1x256x256."""
+        masks, scores, logits = self.predictor.predict_torch(
+            coords, labels, boxes=boxes, mask_input=mask_logits, multimask_output=self.multimask
+        )
+        best = scores.argmax(dim=1)
+        rows = torch.arange(len(best), device=best.device)
+        return masks[rows, best], scores[rows, best], logits[rows, best][:, None]
+
+    def _mask_to_logits(self, mask):
+        """HxW bool mask -> 1x1x256x256 logits in SAM's low-resolution frame (resized, padded, downsampled)."""
+        resized_h, resized_w = self.predictor.input_size
+        encoder_size = self.sam.image_encoder.img_size
+        full = torch.as_tensor(mask, dtype=torch.float32, device=self.device)[None, None]
+        resized = F.interpolate(full, (resized_h, resized_w), mode="bilinear", align_corners=False)
+        padded = F.pad(resized, (0, encoder_size - resized_w, 0, encoder_size - resized_h))
+        low_res = F.interpolate(padded, self.sam.prompt_encoder.mask_input_size, mode="area")
+        return (low_res * 2 - 1) * MASK_PROMPT_LOGIT
+
+    def _as_tensor(self, array):
+        return torch.as_tensor(array, dtype=torch.float, device=self.device)
+
+
+class _MaskGenerator(SamAutomaticMaskGenerator):
+    """SAM's automatic mask generator, safe on frames where no crop keeps any mask.
+
+    Upstream stores the crop boxes of an empty crop as a 1-D tensor, so with crops (``crop_n_layers`` > 0) a
+    frame without a single kept mask fails in ``box_area``; the boxes are reshaped to Nx4 here.
+    """
+
+    def _process_crop(self, *args, **kwargs):
+        data = super()._process_crop(*args, **kwargs)
+        data["crop_boxes"] = data["crop_boxes"].reshape(-1, 4)
+        return data
+
+
+def resolve_device(device=None):
+    """``device`` as a torch.device; None picks cuda when available, else cpu."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _check_frame(frame):
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        got = f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise ValueError(f"frame must be an HxWx3 uint8 RGB array, got {got}")
+
+
+def _stroke_clicks(stroke):
+    """The stroke's points as positive clicks (at most MAX_STROKE_POINTS, evenly spaced), or (None, None)."""
+    if not stroke.use_points:
+        return None, None
+    keep = np.unique(np.linspace(0, len(stroke.points) - 1, MAX_STROKE_POINTS).round().astype(int))
+    return stroke.points[keep], np.ones(len(keep), dtype=np.int64)
+
+
+def _mask_box(mask):
+    """Tight pixel box (x0, y0, x1, y1) around the nonzero pixels of an HxW mask."""
+    rows, cols = np.nonzero(mask)
+    return np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], dtype=np.float64)
+
+
+def _renumber_segments(painted, min_area):
+    """HxW map of arbitrary positive IDs -> uint16 IDs 1..K in order of first appearance, small ones dropped."""
+    ids, first_seen, areas = np.unique(painted.ravel(), return_index=True, return_counts=True)
+    keep = (ids > 0) & (areas >= min_area)
+    lookup = np.zeros(ids.max() + 1, dtype=np.uint16)
+    lookup[ids[keep][np.argsort(first_seen[keep])]] = np.arange(1, keep.sum() + 1, dtype=np.uint16)
+    return lookup[painted]

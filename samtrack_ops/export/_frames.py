@@ -64,7 +64,8 @@ def iter_frames(video):
     """Yields ``(frame_number, frame_bgr HxWx3 uint8, detections or None)`` for every frame of the video.
 
     Raises:
-        ExportError: the video cannot be opened, or labels exist past its last decoded frame
+        ExportError: the video cannot be opened or decodes to no frames, or labels exist past its last
+            decoded frame
     """
     capture = cv2.VideoCapture(video.filepath)
     if not capture.isOpened():
@@ -79,6 +80,8 @@ def iter_frames(video):
             yield frame_number, frame_bgr, video.labels.get(frame_number)
     finally:
         capture.release()
+    if frame_number == 0:
+        raise ExportError(f"{video.filepath} (sample {video.id}) has no decodable frames")
     beyond = [n for n in video.labels if n > frame_number]
     if beyond:
         raise ExportError(

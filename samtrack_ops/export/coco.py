@@ -12,7 +12,7 @@ are the field's labels in sorted order), ``track_id`` (the ``index`` of the dete
 ``frame_number`` and ``score`` when the detection has a confidence.
 """
 
-from samtrack_ops.export._atomic import atomic_directory, inside
+from samtrack_ops.export._atomic import ExportError, atomic_directory, inside
 from samtrack_ops.export._frames import (
     check_tracked_field,
     frame_file_name,
@@ -28,7 +28,6 @@ from samtrack_ops.export._records import (
     write_image,
     write_json,
 )
-from samtrack_ops.export._atomic import ExportError
 
 IMAGE_FORMATS = ("jpg", "png")
 

@@ -31,7 +31,11 @@ from samtrack_ops.export._atomic import ExportError, atomic_directory, inside, s
 from samtrack_ops.export._frames import check_tracked_field, frame_file_name, iter_frames, iter_videos
 from samtrack_ops.export._mp4 import write_mp4
 from samtrack_ops.export._records import DEFAULT_LABEL, write_image, write_json
-from samtrack_ops.fiftyone.storage import detections_to_label_map, label_map_to_detections
+from samtrack_ops.fiftyone.storage import (
+    detections_to_label_map,
+    label_map_to_detections,
+    label_map_to_segmentation,
+)
 
 ANNOTATION_FORMATS = ("auto", "binary", "indexed")
 VOID_ID = 255
@@ -178,7 +182,7 @@ def _sequence_sample(images_folder, annotations_folder, video_path, label_field,
     sample = fo.Sample(filepath=str(video_path), metadata=fo.VideoMetadata.build_for(str(video_path)))
     for frame_number, label_map in label_maps.items():
         sample.frames[frame_number][label_field] = label_map_to_detections(label_map)
-        sample.frames[frame_number][f"{label_field}_seg"] = fo.Segmentation(mask=label_map)
+        sample.frames[frame_number][f"{label_field}_seg"] = label_map_to_segmentation(label_map)
     return sample
 
 

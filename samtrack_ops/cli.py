@@ -187,8 +187,8 @@ def _summary(samples, label_field):
 
 
 def run(args):
-    model_files = {} if args.random_weights else resolve_model_files(args)  # fails fast, before any work
     prompts = build_prompts(args)
+    model_files = {} if args.random_weights else resolve_model_files(args)  # fails fast, before any work
     samples = open_samples(args)
     from samtrack_ops.fiftyone import track_samples
 

@@ -34,6 +34,7 @@ import fiftyone as fo
 import fiftyone.core.odm as foo
 
 JOURNAL_COLLECTION = "samtrack_writes"
+RECORDS_COLLECTION = "samtrack_videos"
 STAGED_COLLECTION = "samtrack_staged_frames"
 DEFAULT_STALE_AFTER = 600.0
 LABEL_TYPES = {"Detections": fo.Detections, "Segmentation": fo.Segmentation}
@@ -76,12 +77,14 @@ class VideoWrite:
             on each frame, fields given to :meth:`add` are set and the others are cleared
         batch_size: staged frames per database round trip
         operation_id: optional delegated operation ID, recorded in the journal (for recovery)
+        record: optional document (with an ``_id``) upserted into the ``samtrack_videos`` collection as
+            part of the commit: what the fields now hold (see ``runs.py``)
 
     Use as a context manager; call :meth:`add` per frame then :meth:`commit`. Leaving the block without
     committing (an exception) discards the staged frames.
     """
 
-    def __init__(self, dataset, sample_id, field_types, batch_size=256, operation_id=None):
+    def __init__(self, dataset, sample_id, field_types, batch_size=256, operation_id=None, record=None):
         unknown = set(field_types.values()) - set(LABEL_TYPES)
         if unknown:
             raise ValueError(f"unsupported label types {sorted(unknown)}; use one of {sorted(LABEL_TYPES)}")
@@ -90,6 +93,7 @@ class VideoWrite:
         self.field_types = dict(field_types)
         self.batch_size = batch_size
         self.operation_id = None if operation_id is None else str(operation_id)
+        self.record = record
         self._token = uuid.uuid4().hex
         self._pending = []
         self._journal, self._staged = _collections()
@@ -107,6 +111,7 @@ class VideoWrite:
             "locks": _lock_names(dataset_id, self.sample_id, self.field_types),
             "state": "staging",
             "operation_id": self.operation_id,
+            "record": self.record,
             "started_at": _now(),
             "heartbeat": _now(),
             **_this_process(),
@@ -206,6 +211,10 @@ def _apply(entry, staged):
         {"_sample_id": sample_id, "frame_number": {"$nin": written}},
         {"$unset": {field: "" for field in fields}},
     )
+    record = entry.get("record")
+    if record is not None:
+        records = foo.get_db_conn()[RECORDS_COLLECTION]
+        records.replace_one({"_id": record["_id"]}, {**record, "completed_at": _now()}, upsert=True)
 
 
 def _dataset_by_id(dataset_id):

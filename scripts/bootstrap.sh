@@ -51,6 +51,8 @@ install_python_packages() {
     local want
     want="$(cat "$repo/requirements.txt" "$repo/pyproject.toml" | sha256sum | cut -d' ' -f1)"
     [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && return 0
+    exec 9>"$venv/.bootstrap.lock" && flock 9  # one pip at a time when several runs start together
+    [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && return 0
     log "installing Python packages into $venv (a few minutes on first run)"
     "$venv/bin/pip" install --quiet -r "$repo/requirements.txt"
     keep_one_opencv

@@ -348,6 +348,13 @@ def _tqdm_progress(entry):
 # --- loading -----------------------------------------------------------------------------------------
 
 
+def resolve_device(device=None):
+    """``device`` as a torch.device; None picks cuda when available, else cpu."""
+    import torch
+
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def load_checkpoint(path, allow_unsafe_pickle=False, map_location="cpu"):
     """Loads a torch checkpoint with ``weights_only=True`` (tensors and plain containers only).
 

@@ -70,7 +70,7 @@ class Segmentor:
     """
 
     def __init__(self, sam, device=None, refine=True, multimask=True, refine_masks=False):
-        self.sam = sam.to(resolve_device(device)).eval()
+        self.sam = sam.to(models.resolve_device(device)).eval()
         self.predictor = SamPredictor(self.sam)
         self.refine = refine
         self.multimask = multimask
@@ -208,11 +208,6 @@ class _MaskGenerator(SamAutomaticMaskGenerator):
         data = super()._process_crop(*args, **kwargs)
         data["crop_boxes"] = data["crop_boxes"].reshape(-1, 4)
         return data
-
-
-def resolve_device(device=None):
-    """``device`` as a torch.device; None picks cuda when available, else cpu."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _check_frame(frame):

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from segment_anything.build_sam import build_sam_vit_b
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from samtrack_ops import models
@@ -202,19 +201,10 @@ def test_segment_everything_uses_the_seeds_generator_settings_by_default(segment
     assert len(encoder_calls) == 1 + 4  # the full frame and its four layer-1 crops
 
 
-@pytest.fixture(scope="module")
-def vit_b_checkpoint(tmp_path_factory):
-    """A full-size SAM vit_b state dict with random weights, saved like the official file."""
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("sam") / "sam_vit_b_01ec64.pth"
-    torch.save(build_sam_vit_b().state_dict(), path)
-    return path
-
-
-def test_full_size_vit_b_loads_from_checkpoint_and_segments(vit_b_checkpoint, frame):
-    segmentor = load_segmentor("vit_b", checkpoint=vit_b_checkpoint, device="cpu")
+def test_full_size_vit_b_loads_from_checkpoint_and_segments(sam_vit_b_random_ckpt, frame):
+    segmentor = load_segmentor("vit_b", checkpoint=sam_vit_b_random_ckpt, device="cpu")
     assert sum(p.numel() for p in segmentor.sam.image_encoder.parameters()) > 85_000_000
-    saved = torch.load(vit_b_checkpoint, weights_only=True)
+    saved = torch.load(sam_vit_b_random_ckpt, weights_only=True)
     loaded = segmentor.sam.state_dict()
     assert all(torch.equal(saved[name], loaded[name].cpu()) for name in saved)
     segmentor.set_frame(frame)

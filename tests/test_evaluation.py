@@ -141,3 +141,91 @@ def test_unknown_predicted_ids_are_ignored(blackswan):
 def test_bad_input_is_rejected(pred, gt, message):
     with pytest.raises(EvaluationError, match=message):
         evaluate_davis(pred, gt)
+
+
+# --- stored as a FiftyOne evaluation run -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def davis_dataset(davis_dir, tmp_path_factory):
+    """blackswan and libby imported from DAVIS (25 frames each) with frames.ground_truth(_seg)."""
+    import fiftyone as fo
+
+    from samtrack_ops.export import import_davis
+
+    dataset = import_davis(davis_dir, tmp_path_factory.mktemp("videos"), sequences=["blackswan", "libby"])
+    yield dataset
+    if fo.dataset_exists(dataset.name):
+        dataset.delete()
+
+
+@pytest.fixture
+def scored_dataset(davis_dataset):
+    """A clone whose frames.tracks equals the ground truth on blackswan and is emptied on libby from
+    frame 19 on (scored frames 17..22, as in test_emptied_last_frames_give_full_decay)."""
+    import fiftyone as fo
+
+    dataset = davis_dataset.clone()
+    for sample in dataset.iter_samples(autosave=True):
+        for frame_number, frame in sample.frames.items():
+            keep = sample.filepath.endswith("blackswan.mp4") or frame_number < 19
+            frame["tracks"] = frame["ground_truth"] if keep else fo.Detections()
+    yield dataset
+    dataset.delete()
+
+
+def test_evaluation_run_fields_and_results(scored_dataset):
+    from samtrack_ops.fiftyone.evaluation_runs import DavisEvaluationResults, evaluate_tracks
+
+    results = evaluate_tracks(scored_dataset, "tracks", "ground_truth", eval_key="davis")
+    assert scored_dataset.list_evaluations() == ["davis"]
+    by_video = dict(zip(scored_dataset.values("filepath"), scored_dataset.values("davis_JF")))
+    blackswan_jf = next(v for k, v in by_video.items() if k.endswith("blackswan.mp4"))
+    libby_jf = next(v for k, v in by_video.items() if k.endswith("libby.mp4"))
+    assert blackswan_jf == 1.0 and libby_jf == pytest.approx(17 / 23)
+    # Sortable in the App: the worst video first.
+    assert scored_dataset.sort_by("davis_JF").first().filepath.endswith("libby.mp4")
+    libby = scored_dataset.sort_by("davis_JF").first()
+    frame_j = [libby.frames[n]["davis_J"] for n in range(1, 26)]
+    assert frame_j[0] is None and frame_j[-1] is None
+    assert frame_j[1:18] == [1.0] * 17 and frame_j[18:24] == [0.0] * 6
+    assert results.metrics()["J_decay"] == pytest.approx(0.5)  # mean over the two objects: 0 and 1
+    loaded = scored_dataset.load_evaluation_results("davis")
+    assert isinstance(loaded, DavisEvaluationResults)
+    assert loaded.metrics() == pytest.approx(results.metrics())
+
+
+def test_evaluation_run_bad_input_overwrites_nothing(scored_dataset):
+    import fiftyone as fo
+
+    from samtrack_ops.fiftyone.evaluation_runs import evaluate_tracks
+
+    evaluate_tracks(scored_dataset, "tracks", "ground_truth", eval_key="davis")
+    before = scored_dataset.values("davis_JF")
+    with pytest.raises(EvaluationError, match="already exists"):
+        evaluate_tracks(scored_dataset, "ground_truth", "ground_truth", eval_key="davis")
+    with pytest.raises(EvaluationError, match="'nope' is not a frame field.*tracks"):
+        evaluate_tracks(scored_dataset, "nope", "ground_truth", eval_key="other")
+    with pytest.raises(EvaluationError, match="must be a valid identifier"):
+        evaluate_tracks(scored_dataset, "tracks", "ground_truth", eval_key="bad key")
+    scored_dataset.add_frame_field("empty", fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
+    with pytest.raises(EvaluationError, match="frames.empty has no labels"):
+        evaluate_tracks(scored_dataset, "tracks", "empty", eval_key="other")
+    assert scored_dataset.values("davis_JF") == before
+    assert scored_dataset.list_evaluations() == ["davis"]
+    assert not scored_dataset.has_field("other_J")
+
+    with pytest.raises(ValueError, match="pred_field=tracks"):
+        evaluate_tracks(scored_dataset, "ground_truth_seg", "ground_truth", eval_key="davis", overwrite=True)
+    assert scored_dataset.values("davis_JF") == before
+
+
+def test_segmentation_fields_score_like_detections(scored_dataset):
+    from samtrack_ops.fiftyone.evaluation_runs import evaluate_tracks
+
+    evaluate_tracks(scored_dataset, "tracks", "ground_truth", eval_key="dets")
+    evaluate_tracks(scored_dataset, "tracks", "ground_truth_seg", eval_key="seg")
+    assert scored_dataset.values("seg_JF") == scored_dataset.values("dets_JF")
+    scored_dataset.delete_evaluation("seg")
+    assert not scored_dataset.has_field("seg_JF") and not scored_dataset.has_frame_field("seg_J")
+    assert scored_dataset.has_field("dets_JF")

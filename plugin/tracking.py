@@ -1,0 +1,312 @@
+"""``track_objects``: segment and track objects in videos, a thin form over ``samtrack_ops.fiftyone``.
+
+Targets: the current sample, the selected samples or the current view (videos only). Prompts are typed
+into the form (one key frame: clicks, boxes, text) or read from frame label fields (Keypoints = clicks,
+Detections = boxes / masks, Polylines = strokes; conventions in ``samtrack_ops/fiftyone/prompts.py``).
+The Python equivalent of every run is ``samtrack_ops.fiftyone.track_samples``; with ``split_by_video``
+one delegated operation is queued per video (``samtrack_ops.fiftyone.queue_videos``).
+
+Operators called from Python (``execute_operator``) or queued per video may instead pass the library's
+run params (``samtrack_ops.fiftyone.call_to_params``) as ``params={"run": ...}``.
+"""
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from samtrack_ops import models
+from samtrack_ops.fiftyone import FieldPrompts, call_to_params, queue_videos, track_from_params
+from samtrack_ops.fiftyone.prompts import frame_size
+from samtrack_ops.fiftyone.runs import MODES
+from samtrack_ops.prompts import Box, Click, PromptError, Text
+
+TARGETS = {
+    "CURRENT_SAMPLE": "Current sample",
+    "SELECTED_SAMPLES": "Selected samples",
+    "CURRENT_VIEW": "Current view",
+    "DATASET": "Whole dataset",
+}
+SAM_MODELS = ("vit_b", "vit_l", "vit_h")
+TRACKER_MODELS = tuple(name for name, entry in models.CHECKPOINTS.items() if entry.family == "deaot")
+DEVICES = ("auto", "cpu", "cuda")
+NUMERIC_OPTIONS = {  # name: (type, default, description)
+    "sam_gap": (int, 100, "segment everything again every N frames (automatic / fusion)"),
+    "min_area": (int, 200, "smallest new object, in pixels"),
+    "max_obj_num": (int, 255, "most objects tracked at once"),
+    "min_new_obj_iou": (float, 0.8, "a SAM mask counts as new when it overlaps tracked objects less than this"),
+}
+CHECKPOINT_INPUTS = ("sam_checkpoint", "tracker_checkpoint", "detector_checkpoint", "text_encoder_path")
+
+
+class InputProblem(ValueError):
+    """Something in the form that cannot run; shown in the form and raised by execute."""
+
+
+# --- target ----------------------------------------------------------------------------------------
+
+
+def _available_targets(ctx):
+    available = dict(TARGETS)
+    if ctx.current_sample is None:
+        available.pop("CURRENT_SAMPLE")
+    if not ctx.selected:
+        available.pop("SELECTED_SAMPLES")
+    return available
+
+
+def target_collection(ctx):
+    """The samples the form's ``target`` names."""
+    target = ctx.params.get("target") or next(iter(_available_targets(ctx)))
+    if target == "CURRENT_SAMPLE":
+        if ctx.current_sample is None:
+            raise InputProblem("no sample is open: open a video or choose another target")
+        return ctx.dataset.select(ctx.current_sample)
+    if target == "SELECTED_SAMPLES":
+        if not ctx.selected:
+            raise InputProblem("no samples are selected: select videos or choose another target")
+        return ctx.dataset.select(ctx.selected, ordered=True)
+    if target == "DATASET":
+        return ctx.dataset
+    return ctx.view
+
+
+# --- form -> run params ----------------------------------------------------------------------------
+
+
+def _form_prompts(params):
+    frame = int(params.get("prompt_frame") or 1) - 1
+    if frame < 0:
+        raise InputProblem("prompt frame numbers start at 1")
+    prompts = []
+    objects = {}
+    for click in params.get("clicks") or ():
+        group = objects.setdefault(int(click.get("object") or 1), ([], []))
+        group[0].append((float(click["x"]), float(click["y"])))
+        group[1].append(1 if click.get("positive", True) else 0)
+    for number, (points, labels) in sorted(objects.items()):
+        prompts.append(Click(frame=frame, points=points, labels=labels, label=f"object {number}"))
+    for box in params.get("boxes") or ():
+        corners = [float(box[key]) for key in ("x0", "y0", "x1", "y1")]
+        prompts.append(Box(frame=frame, box_xyxy=corners, label=box.get("label") or None))
+    if (params.get("text") or "").strip():
+        prompts.append(Text(frame=frame, text=params["text"].strip()))
+    return prompts
+
+
+def _prompts(params):
+    mode = params.get("mode") or "interactive"
+    if params.get("prompt_source") == "fields":
+        field_prompts = FieldPrompts(
+            keypoints_field=params.get("keypoints_field") or None,
+            detections_field=params.get("detections_field") or None,
+            polylines_field=params.get("polylines_field") or None,
+        )
+        return field_prompts
+    prompts = _form_prompts(params)
+    if mode == "automatic":
+        return [p for p in prompts if isinstance(p, Text)] or None
+    return prompts
+
+
+def _options(params):
+    options = {
+        "sam_model": params.get("sam_model") or "vit_b",
+        "tracker_model": params.get("tracker_model") or "r50_deaotl",
+        "device": None if params.get("device") in (None, "auto") else params["device"],
+    }
+    for name, (kind, default, _) in NUMERIC_OPTIONS.items():
+        value = params.get(name)
+        options[name] = kind(default if value is None else value)
+    for name in CHECKPOINT_INPUTS:
+        if params.get(name):
+            options[name] = params[name]
+    return options
+
+
+def form_to_run(params):
+    """The library run params (``call_to_params``) of the form values."""
+    try:
+        run = call_to_params(
+            _prompts(params),
+            params.get("label_field") or "samtrack",
+            params.get("mode") or "interactive",
+            store_seg=bool(params.get("store_seg")),
+            skip_existing=bool(params.get("skip_existing")),
+            **_options(params),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputProblem(str(error)) from None
+    run["split_by_video"] = bool(params.get("split_by_video"))
+    return run
+
+
+def check_run(collection, run):
+    """Problems that stop the run before it starts (InputProblem)."""
+    if run["mode"] not in MODES:
+        raise InputProblem(f"mode must be one of {MODES}")
+    if collection.media_type != "video":
+        raise InputProblem(
+            f"track_objects works on videos; the target holds {collection.media_type} samples. "
+            "Choose video samples."
+        )
+    if len(collection) == 0:
+        raise InputProblem("the target holds no samples")
+    if run["prompt_fields"]:
+        try:
+            FieldPrompts(**run["prompt_fields"]).validate(collection)
+        except PromptError as error:
+            raise InputProblem(str(error)) from None
+    elif run["mode"] != "automatic" and not run["prompts"]:
+        raise InputProblem(f"{run['mode']} mode needs prompts: add clicks, boxes or text, or read them from fields")
+    if run["prompts"] and len(collection) == 1:
+        _check_inside_frame(collection.first(), run["prompts"])
+
+
+def _check_inside_frame(sample, prompt_dicts):
+    from samtrack_ops.fiftyone.prompts import prompt_from_json
+
+    size = frame_size(sample)
+    for data in prompt_dicts:
+        try:
+            prompt_from_json(data).validate(size)
+        except PromptError as error:
+            raise InputProblem(str(error)) from None
+
+
+# --- the operator ----------------------------------------------------------------------------------
+
+
+class TrackObjects(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="track_objects",
+            label="samtrack: segment and track objects",
+            description="SAM + Grounding-DINO + DeAOT tracking into a frame Detections field",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_delegation(self, ctx):
+        # queueing one operation per video is quick: do it right away
+        if ctx.params.get("split_by_video") and "run" not in ctx.params:
+            return False
+        return None
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if "run" in ctx.params:
+            inputs.obj("run", label="run params (samtrack_ops.fiftyone.call_to_params)")
+            return types.Property(inputs)
+        _target_inputs(ctx, inputs)
+        _prompt_inputs(ctx, inputs)
+        _model_inputs(inputs)
+        _output_inputs(inputs)
+        try:
+            run = form_to_run(ctx.params)
+            check_run(target_collection(ctx), run)
+        except (InputProblem, PromptError) as error:
+            inputs.view("problem", types.Error(label="Cannot run yet", description=str(error)),
+                        invalid=True, error_message=str(error))
+        return types.Property(inputs, view=types.View(label="Track objects"))
+
+    def execute(self, ctx):
+        if "run" in ctx.params:
+            run, collection = ctx.params["run"], ctx.dataset
+        else:
+            run, collection = form_to_run(ctx.params), target_collection(ctx)
+            check_run(collection, run)
+        if run.get("split_by_video") and not run.get("sample_ids"):
+            queued = queue_videos(collection, run, delegation_target=ctx.delegation_target)
+            return {"queued_operations": queued}
+
+        def progress(fraction, message):
+            ctx.set_progress(progress=fraction, label=message)
+
+        outcome = track_from_params(collection, run, progress=progress, operation_id=ctx.request_params.get("run_doc"))
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        statuses = list(outcome.values())
+        return {
+            "label_field": run["label_field"],
+            "done": statuses.count("done"),
+            "skipped": statuses.count("skipped"),
+        }
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("label_field", label="Field written (frames.<field>)")
+        outputs.int("done", label="Videos tracked")
+        outputs.int("skipped", label="Videos skipped (already done with the same settings)")
+        outputs.list("queued_operations", types.String(), label="Delegated operations queued (one per video)")
+        return types.Property(outputs)
+
+
+def _target_inputs(ctx, inputs):
+    available = _available_targets(ctx)
+    choices = types.RadioGroup()
+    for value, label in available.items():
+        choices.add_choice(value, label=label)
+    inputs.enum("target", choices.values(), default=next(iter(available)), label="Videos", view=choices)
+
+
+def _prompt_inputs(ctx, inputs):
+    modes = types.Dropdown()
+    for mode in MODES:
+        modes.add_choice(mode, label=mode)
+    inputs.enum("mode", modes.values(), default="interactive", label="Mode", view=modes,
+                description="interactive: your prompts; automatic: SAM finds objects; fusion: both")
+    sources = types.RadioGroup()
+    sources.add_choice("form", label="Type prompts here")
+    sources.add_choice("fields", label="Read prompts from frame label fields")
+    inputs.enum("prompt_source", sources.values(), default="form", label="Prompts", view=sources)
+    if ctx.params.get("prompt_source") == "fields":
+        _field_choice(ctx, inputs, "keypoints_field", fo.Keypoints, "clicks: per-point 'positive' list or label 'negative'")
+        _field_choice(ctx, inputs, "detections_field", fo.Detections, "boxes; detections with masks are mask prompts")
+        _field_choice(ctx, inputs, "polylines_field", fo.Polylines, "strokes")
+        return
+    inputs.int("prompt_frame", default=1, label="Key frame number (first frame = 1)")
+    click = types.Object()
+    click.float("x", label="x (pixels)", required=True)
+    click.float("y", label="y (pixels)", required=True)
+    click.bool("positive", default=True, label="positive")
+    click.int("object", default=1, label="object number")
+    inputs.list("clicks", click, label="Clicks")
+    box = types.Object()
+    for corner in ("x0", "y0", "x1", "y1"):
+        box.float(corner, label=f"{corner} (pixels)", required=True)
+    box.str("label", label="label")
+    inputs.list("boxes", box, label="Boxes")
+    inputs.str("text", label="Text classes", description="Grounding-DINO classes, e.g. 'person. car'")
+
+
+def _field_choice(ctx, inputs, name, label_type, description):
+    schema = ctx.dataset.get_frame_field_schema() if ctx.dataset.media_type == "video" else None
+    fields = [f for f, field in (schema or {}).items() if getattr(field, "document_type", None) is label_type]
+    choices = types.Dropdown()
+    for field in fields:
+        choices.add_choice(field, label=f"frames.{field}")
+    inputs.enum(name, choices.values(), label=f"{label_type.__name__} field", description=description, view=choices)
+
+
+def _model_inputs(inputs):
+    for name, values, default in (("sam_model", SAM_MODELS, "vit_b"), ("tracker_model", TRACKER_MODELS, "r50_deaotl"),
+                                  ("device", DEVICES, "auto")):
+        choices = types.Dropdown()
+        for value in values:
+            choices.add_choice(value, label=value)
+        inputs.enum(name, choices.values(), default=default, label=name, view=choices)
+    for name, (kind, default, description) in NUMERIC_OPTIONS.items():
+        adder = inputs.int if kind is int else inputs.float
+        adder(name, default=default, label=name, description=description)
+    for name in CHECKPOINT_INPUTS:
+        inputs.str(name, label=name, description="existing file/folder; empty = the model cache")
+
+
+def _output_inputs(inputs):
+    inputs.str("label_field", default="samtrack", required=True, label="Output frame field")
+    inputs.bool("store_seg", default=False, label="Also store frames.<field>_seg (full label map)")
+    inputs.bool("skip_existing", default=False, label="Skip videos already done with the same settings")
+    inputs.bool("split_by_video", default=False,
+                label="One delegated operation per video (run `fiftyone delegated launch` workers)")

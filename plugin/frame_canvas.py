@@ -1,0 +1,112 @@
+"""The clickable frame of the click-prompt panel: one video frame with masks and prompts drawn on it.
+
+The frame is shown as a Plotly figure whose axes are full-resolution pixel coordinates: a downscaled
+JPEG of the frame (an ``image`` trace) under an invisible ``heatmap`` trace of coarse cells. The App
+reports clicks on a heatmap with the clicked cell's ``x``/``y`` (it reports none for image traces), so a
+click anywhere on the frame arrives as a pixel position of the full-resolution frame.
+"""
+
+import base64
+import functools
+
+import cv2
+import numpy as np
+
+DISPLAY_MAX_WIDTH = 640
+"""Width (pixels) the frame is downscaled to for display; clicks keep full-resolution coordinates."""
+
+CLICK_CELLS = 256
+"""Number of click cells along the longer side of the frame (the click precision)."""
+
+MASK_ALPHA = 0.5
+POSITIVE_COLOR = (0, 230, 0)
+NEGATIVE_COLOR = (255, 40, 40)
+BOX_COLOR = (255, 215, 0)
+OBJECT_COLORS = [
+    (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
+]
+
+
+@functools.lru_cache(maxsize=4)
+def read_frame(video_path, frame_number):
+    """Frame ``frame_number`` (1-based, as FiftyOne counts) of a video: HxWx3 uint8 RGB.
+
+    Cached, so that asking twice returns the same array object (the segmentor then reuses its
+    embedding).
+    """
+    capture = cv2.VideoCapture(video_path)
+    try:
+        if not capture.isOpened():
+            raise ValueError(f"cannot open video {video_path!r}: is it a readable video file?")
+        capture.set(cv2.CAP_PROP_POS_FRAMES, frame_number - 1)
+        ok, frame_bgr = capture.read()
+    finally:
+        capture.release()
+    if not ok:
+        raise ValueError(f"video {video_path!r} has no frame {frame_number}: pick a frame within its length")
+    frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+    frame.flags.writeable = False
+    return frame
+
+
+def draw_overlay(frame, masks, positive_points=(), negative_points=(), box=None, corner=None):
+    """The frame downscaled for display with prompts and masks drawn on it: hxwx3 uint8 RGB.
+
+    Args:
+        frame: HxWx3 uint8 RGB
+        masks: list of HxW bool masks, coloured by their position in the list
+        positive_points, negative_points: (x, y) pixel positions of clicks
+        box: (x0, y0, x1, y1) pixel box, or None
+        corner: (x, y) first corner of a box being drawn, or None
+    """
+    scale = min(1.0, DISPLAY_MAX_WIDTH / frame.shape[1])
+    size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
+    image = cv2.resize(frame, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    for index, mask in enumerate(masks):
+        small = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+        color = np.array(OBJECT_COLORS[index % len(OBJECT_COLORS)], dtype=np.float32)
+        image[small] = (1 - MASK_ALPHA) * image[small] + MASK_ALPHA * color
+    image = image.astype(np.uint8)
+    for points, color in ((positive_points, POSITIVE_COLOR), (negative_points, NEGATIVE_COLOR)):
+        for x, y in points:
+            cv2.circle(image, (round(x * scale), round(y * scale)), 5, color, thickness=-1)
+            cv2.circle(image, (round(x * scale), round(y * scale)), 5, (255, 255, 255), thickness=1)
+    if box is not None:
+        x0, y0, x1, y1 = (round(value * scale) for value in box)
+        cv2.rectangle(image, (x0, y0), (x1, y1), BOX_COLOR, thickness=2)
+    if corner is not None:
+        cv2.drawMarker(image, (round(corner[0] * scale), round(corner[1] * scale)), BOX_COLOR, cv2.MARKER_CROSS, 14, 2)
+    return image
+
+
+def figure(image, frame_size):
+    """Plotly ``(data, layout)`` showing ``image`` over a ``frame_size`` = (H, W) pixel coordinate system."""
+    height, width = frame_size
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise RuntimeError("could not encode the frame preview as JPEG")
+    source = "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii")
+    scale = width / image.shape[1]
+    cell = max(height, width) / CLICK_CELLS
+    image_trace = {
+        "type": "image", "source": source, "x0": 0, "y0": 0, "dx": scale, "dy": scale, "hoverinfo": "skip",
+    }
+    click_trace = {
+        "type": "heatmap",
+        "name": "frame",
+        "x": (np.arange(0, width, cell) + cell / 2).round(1).tolist(),
+        "y": (np.arange(0, height, cell) + cell / 2).round(1).tolist(),
+        "z": np.zeros((len(np.arange(0, height, cell)), len(np.arange(0, width, cell))), np.uint8).tolist(),
+        "opacity": 0,
+        "showscale": False,
+        "hoverinfo": "none",
+    }
+    layout = {
+        "xaxis": {"range": [0, width], "visible": False, "constrain": "domain", "fixedrange": True},
+        "yaxis": {"range": [height, 0], "visible": False, "scaleanchor": "x", "fixedrange": True},
+        "margin": {"t": 0, "l": 0, "b": 0, "r": 0},
+        "dragmode": False,
+        "hovermode": "closest",
+    }
+    return [image_trace, click_trace], layout

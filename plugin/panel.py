@@ -1,0 +1,312 @@
+"""The click-prompt panel: click objects on a video frame, preview SAM's masks, then track them.
+
+Workflow: pick a video and a frame; choose a click mode (positive point, negative point, or box = two
+clicks on opposite corners) and click on the frame; every click re-runs SAM and shows the mask. Name the
+object and "Add object"; repeat for more objects (on this or other frames); "Track" starts
+``@samtrack/samtrack/track_objects`` on the video with the collected prompts, immediately or as a
+delegated operation.
+
+Panel state (JSON): ``points`` [[x, y, 1|0], ...] and ``box`` [x0, y0, x1, y1] of the object being drawn,
+``corner`` [x, y] of a half-drawn box, and ``objects`` [{"label", "frame_number", "points", "box"}, ...];
+coordinates are full-resolution pixels, frame numbers 1-based as in FiftyOne.
+"""
+
+import functools
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from samtrack_ops import models
+from samtrack_ops.fiftyone import TRACK_OPERATOR_URI, call_to_params, queue_videos
+from samtrack_ops.prompts import Box, Click, PromptError
+from samtrack_ops.segmentor import SAM_MODELS, load_segmentor
+
+from . import frame_canvas
+
+MAX_LISTED_VIDEOS = 200
+PLOT_HEIGHT = 280
+CLICK_MODES = {"positive": "Positive point", "negative": "Negative point", "box": "Box (two corners)"}
+MODEL_SETTINGS = ("sam_model", "tracker_model", "device", "sam_checkpoint", "tracker_checkpoint")
+TRACKER_MODELS = tuple(name for name, entry in models.CHECKPOINTS.items() if entry.family == "deaot")
+USER_ERRORS = (PromptError, ValueError, models.CheckpointError, models.MissingCheckpointError)
+
+
+@functools.lru_cache(maxsize=1)
+def _segmentor(sam_model, checkpoint, device):
+    """The SAM segmentor, kept loaded between panel events (one model at a time)."""
+    return load_segmentor(sam_model, checkpoint=checkpoint or None, device=device or None)
+
+
+def object_prompt(obj):
+    """The Click or Box prompt of a stored object (see the module docstring), or None when empty."""
+    frame_index = obj["frame_number"] - 1
+    if obj.get("box"):
+        return Box(frame=frame_index, box_xyxy=obj["box"], label=obj.get("label"))
+    if obj.get("points"):
+        points = [point[:2] for point in obj["points"]]
+        labels = [point[2] for point in obj["points"]]
+        return Click(frame=frame_index, points=points, labels=labels, label=obj.get("label"))
+    return None
+
+
+class ClickPromptPanel(foo.Panel):
+    @property
+    def config(self):
+        return foo.PanelConfig(
+            name="click_prompt_panel",
+            label="samtrack: click to track",
+            icon="ads_click",
+            surfaces="grid modal",
+            help_markdown=__doc__,
+        )
+
+    # ---- events -----------------------------------------------------------------------------------
+
+    def on_load(self, ctx):
+        defaults = {"click_mode": "positive", "sam_model": "vit_b", "tracker_model": "r50_deaotl",
+                    "label_field": "samtrack", "delegate": False}
+        for key, value in defaults.items():
+            if ctx.panel.get_state(key) is None:
+                ctx.panel.set_state(key, value)
+        sample_id = ctx.current_sample or ctx.panel.get_state("sample_id") or self._first_video_id(ctx)
+        self._show_sample(ctx, sample_id)
+
+    def on_change_current_sample(self, ctx):
+        if ctx.current_sample:
+            self._show_sample(ctx, ctx.current_sample)
+
+    def select_sample(self, ctx):
+        self._show_sample(ctx, ctx.params["value"])
+
+    def select_frame(self, ctx):
+        ctx.panel.set_state("frame_number", ctx.params["value"])
+        self._clear_drawing(ctx)
+        self._refresh(ctx)
+
+    def click_frame(self, ctx):
+        x, y = ctx.params.get("x"), ctx.params.get("y")
+        if x is None or y is None:
+            return
+        mode = ctx.panel.get_state("click_mode") or "positive"
+        if mode == "box":
+            self._add_corner(ctx, [x, y])
+        else:
+            ctx.panel.set_state("box", None)
+            points = ctx.panel.get_state("points") or []
+            ctx.panel.set_state("points", points + [[x, y, int(mode == "positive")]])
+        self._refresh(ctx)
+
+    def undo_click(self, ctx):
+        ctx.panel.set_state("points", (ctx.panel.get_state("points") or [])[:-1])
+        ctx.panel.set_state("corner", None)
+        self._refresh(ctx)
+
+    def clear_drawing(self, ctx):
+        self._clear_drawing(ctx)
+        self._refresh(ctx)
+
+    def add_object(self, ctx):
+        drawn = self._drawn_object(ctx)
+        if object_prompt(drawn) is None:
+            ctx.panel.set_state("message", "Click on the object (or draw a box) before adding it.")
+            return
+        name = (ctx.panel.get_state("object_name") or "").strip() or "object"
+        objects = ctx.panel.get_state("objects") or []
+        ctx.panel.set_state("objects", objects + [{**drawn, "label": name}])
+        ctx.panel.set_state("object_name", "")
+        self._clear_drawing(ctx)
+        self._refresh(ctx)
+
+    def remove_last_object(self, ctx):
+        ctx.panel.set_state("objects", (ctx.panel.get_state("objects") or [])[:-1])
+        self._refresh(ctx)
+
+    def track(self, ctx):
+        objects = ctx.panel.get_state("objects") or []
+        if not objects:
+            ctx.panel.set_state("message", "Add at least one object before tracking.")
+            return
+        sample_id = ctx.panel.get_state("sample_id")
+        run = self._run_params(ctx, objects)
+        if ctx.panel.get_state("delegate"):
+            queued = queue_videos(ctx.dataset.select(sample_id), run, delegation_target=ctx.delegation_target)
+            message = f"Queued {len(queued)} delegated operation(s); run `fiftyone delegated launch` to process them."
+        else:
+            ctx.trigger(TRACK_OPERATOR_URI, params={"run": {**run, "sample_ids": [sample_id]}})
+            message = f"Tracking {len(objects)} object(s) into frames.{run['label_field']}..."
+        ctx.panel.set_state("message", message)
+
+    # ---- state ------------------------------------------------------------------------------------
+
+    def _first_video_id(self, ctx):
+        if ctx.view is None or ctx.dataset.media_type != "video" or not len(ctx.view):
+            return None
+        return ctx.view.first().id
+
+    def _show_sample(self, ctx, sample_id):
+        if sample_id != ctx.panel.get_state("sample_id"):
+            ctx.panel.set_state("objects", [])
+            ctx.panel.set_state("frame_number", 1)
+        ctx.panel.set_state("sample_id", sample_id)
+        self._clear_drawing(ctx)
+        self._refresh(ctx)
+
+    def _clear_drawing(self, ctx):
+        for key in ("points", "box", "corner"):
+            ctx.panel.set_state(key, None)
+
+    def _add_corner(self, ctx, corner):
+        first = ctx.panel.get_state("corner")
+        if first is None:
+            ctx.panel.set_state("corner", corner)
+            return
+        (x0, x1), (y0, y1) = sorted([first[0], corner[0]]), sorted([first[1], corner[1]])
+        ctx.panel.set_state("box", [x0, y0, x1, y1] if x0 < x1 and y0 < y1 else None)
+        ctx.panel.set_state("points", None)
+        ctx.panel.set_state("corner", None)
+
+    def _drawn_object(self, ctx):
+        return {
+            "label": (ctx.panel.get_state("object_name") or "").strip() or "object",
+            "frame_number": ctx.panel.get_state("frame_number") or 1,
+            "points": ctx.panel.get_state("points") or [],
+            "box": ctx.panel.get_state("box"),
+        }
+
+    def _video(self, ctx):
+        sample_id = ctx.panel.get_state("sample_id")
+        if sample_id is None or ctx.dataset is None or ctx.dataset.media_type != "video":
+            return None
+        return ctx.dataset[sample_id]
+
+    # ---- preview ----------------------------------------------------------------------------------
+
+    def _refresh(self, ctx):
+        """Re-draws the frame with the masks of this frame's objects and of the object being drawn."""
+        sample = self._video(ctx)
+        if sample is None:
+            return
+        frame_number = ctx.panel.get_state("frame_number") or 1
+        try:
+            frame = frame_canvas.read_frame(sample.filepath, frame_number)
+            masks, summary = self._masks(ctx, frame, frame_number)
+            message = None
+        except USER_ERRORS as error:
+            masks, summary, message = [], None, str(error)
+        drawn = self._drawn_object(ctx)
+        positive = [p[:2] for p in drawn["points"] if p[2] == 1]
+        negative = [p[:2] for p in drawn["points"] if p[2] == 0]
+        image = frame_canvas.draw_overlay(
+            frame, masks, positive, negative, box=drawn["box"], corner=ctx.panel.get_state("corner")
+        )
+        data, layout = frame_canvas.figure(image, frame.shape[:2])
+        ctx.panel.set_data("frame", data)
+        ctx.panel.set_state("frame_layout", layout)
+        ctx.panel.set_state("frame_count", self._frame_count(sample))
+        ctx.panel.set_state("preview", summary)
+        ctx.panel.set_state("message", message)
+
+    def _masks(self, ctx, frame, frame_number):
+        """SAM masks of the objects on ``frame_number`` (stored ones, then the one being drawn)."""
+        objects = [o for o in ctx.panel.get_state("objects") or [] if o["frame_number"] == frame_number]
+        drawn = self._drawn_object(ctx)
+        prompts = [object_prompt(o) for o in objects + [drawn]]
+        if not any(p is not None for p in prompts):
+            return [], None
+        segmentor = _segmentor(
+            ctx.panel.get_state("sam_model") or "vit_b",
+            ctx.panel.get_state("sam_checkpoint"),
+            ctx.panel.get_state("device"),
+        )
+        segmentor.set_frame(frame)
+        masks, summary = [], None
+        for prompt in prompts:
+            if prompt is None:
+                continue
+            mask, score = segmentor.predict(prompt)
+            masks.append(mask)
+            summary = f"Preview of '{prompt.label}' on frame {frame_number}: {int(mask.sum())} pixels, SAM score {score:.2f}"
+        return masks, summary
+
+    @staticmethod
+    def _frame_count(sample):
+        metadata = sample.metadata
+        if metadata is None or not metadata.get_field("total_frame_count"):
+            sample.compute_metadata()
+            metadata = sample.metadata
+        return metadata.total_frame_count
+
+    def _run_params(self, ctx, objects):
+        """The ``track_objects`` run params (``samtrack_ops.fiftyone.call_to_params``) of the objects."""
+        options = {name: ctx.panel.get_state(name) or None for name in MODEL_SETTINGS}
+        return call_to_params(
+            [object_prompt(obj) for obj in objects],
+            ctx.panel.get_state("label_field") or "samtrack",
+            "interactive",
+            **{name: value for name, value in options.items() if value is not None},
+        )
+
+    # ---- layout -----------------------------------------------------------------------------------
+
+    def render(self, ctx):
+        panel = types.Object()
+        if ctx.dataset is None or ctx.dataset.media_type != "video":
+            panel.md("Open a **video** dataset to click objects on its frames.", name="no_video")
+            return types.Property(panel, view=types.GridView(orientation="vertical"))
+        self._render_pickers(ctx, panel)
+        layout = ctx.panel.get_state("frame_layout") or {}
+        panel.plot("frame", layout=layout, config={"displayModeBar": False}, on_click=self.click_frame,
+                   height=PLOT_HEIGHT)
+        self._render_status(ctx, panel)
+        self._render_drawing_buttons(panel)
+        self._render_objects(ctx, panel)
+        self._render_settings(panel)
+        panel.btn("track", label="Track", variant="contained", on_click=self.track)
+        return types.Property(panel, view=types.GridView(orientation="vertical", gap=1, px=2, py=1))
+
+    def _render_pickers(self, ctx, panel):
+        videos = types.Dropdown(label="Video")
+        for sample_id, filepath in zip(*ctx.view.limit(MAX_LISTED_VIDEOS).values(["id", "filepath"])):
+            videos.add_choice(sample_id, label=filepath.rsplit("/", 1)[-1])
+        panel.enum("sample_id", videos.values(), view=videos, on_change=self.select_sample)
+        panel.int("frame_number", label="Frame", min=1, max=ctx.panel.get_state("frame_count"),
+                  on_change=self.select_frame)
+        modes = types.RadioGroup(label="Click mode", orientation="horizontal")
+        for value, label in CLICK_MODES.items():
+            modes.add_choice(value, label=label)
+        panel.enum("click_mode", modes.values(), view=modes)
+
+    def _render_status(self, ctx, panel):
+        if ctx.panel.get_state("message"):
+            panel.view("message", types.Notice(label=ctx.panel.get_state("message")))
+        if ctx.panel.get_state("preview"):
+            panel.md(ctx.panel.get_state("preview"), name="preview")
+
+    def _render_drawing_buttons(self, panel):
+        panel.str("object_name", label="Object name")
+        buttons = panel.h_stack("drawing_buttons", align_x="left", gap=1)
+        buttons.btn("add_object", label="Add object", variant="outlined", on_click=self.add_object)
+        buttons.btn("undo_click", label="Undo click", on_click=self.undo_click)
+        buttons.btn("clear_drawing", label="Clear", on_click=self.clear_drawing)
+
+    def _render_objects(self, ctx, panel):
+        objects = ctx.panel.get_state("objects") or []
+        if not objects:
+            panel.md("_No objects yet._", name="objects")
+            return
+        rows = [f"{i + 1}. **{o['label']}** on frame {o['frame_number']} "
+                f"({'box' if o.get('box') else str(len(o['points'])) + ' clicks'})" for i, o in enumerate(objects)]
+        panel.md("\n".join(rows), name="objects")
+        panel.btn("remove_last_object", label="Remove last object", on_click=self.remove_last_object)
+
+    def _render_settings(self, panel):
+        for name, values in (("sam_model", SAM_MODELS), ("tracker_model", TRACKER_MODELS)):
+            choices = types.Dropdown(label=name)
+            for value in values:
+                choices.add_choice(value, label=value)
+            panel.enum(name, choices.values(), view=choices)
+        panel.str("sam_checkpoint", label="SAM checkpoint (empty = model cache)")
+        panel.str("tracker_checkpoint", label="DeAOT checkpoint (empty = model cache)")
+        panel.str("device", label="Device (empty = cuda if available, else cpu)")
+        panel.str("label_field", label="Output frame field")
+        panel.bool("delegate", label="Run as a delegated operation", view=types.CheckboxView())

@@ -6,9 +6,11 @@ install -e .`` of this checkout, as ``./test.sh`` and ``./run.sh`` do).
 """
 
 from .plugin.models import ManageModels
+from .plugin.panel import ClickPromptPanel
 from .plugin.tracking import TrackObjects
 
 
 def register(plugin):
     plugin.register(TrackObjects)
     plugin.register(ManageModels)
+    plugin.register(ClickPromptPanel)

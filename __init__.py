@@ -5,6 +5,7 @@ from the ``plugin/`` package next to it by relative import. ``samtrack_ops`` mus
 install -e .`` of this checkout, as ``./test.sh`` and ``./run.sh`` do).
 """
 
+from .plugin.export import EvaluateTracks, ExportTracks
 from .plugin.models import ManageModels
 from .plugin.panel import ClickPromptPanel
 from .plugin.tracking import TrackObjects
@@ -14,3 +15,5 @@ def register(plugin):
     plugin.register(TrackObjects)
     plugin.register(ManageModels)
     plugin.register(ClickPromptPanel)
+    plugin.register(ExportTracks)
+    plugin.register(EvaluateTracks)

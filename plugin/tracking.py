@@ -305,7 +305,7 @@ def _model_inputs(inputs):
 
 
 def _output_inputs(inputs):
-    inputs.str("label_field", default="samtrack", required=True, label="Output frame field")
+    inputs.str("label_field", default="samtrack", label="Output frame field")
     inputs.bool("store_seg", default=False, label="Also store frames.<field>_seg (full label map)")
     inputs.bool("skip_existing", default=False, label="Skip videos already done with the same settings")
     inputs.bool("split_by_video", default=False,

@@ -1,0 +1,129 @@
+"""Key frames: turning the prompts of one frame into object masks with track IDs, labels and scores.
+
+Object prompts (Click, Box, Stroke, Mask) give one object each; a Text prompt gives one object per
+Grounding-DINO detection (SAM segments each detected box; the label is the detected phrase). New objects
+take consecutive IDs in prompt order; a prompt with ``object_id`` corrects that object instead. Where
+masks of one frame overlap, the later prompt wins. The key-frame score of an object is SAM's predicted
+IoU of its mask (1.0 for a Mask prompt used as given).
+"""
+
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from samtrack_ops.cmr import ObjectLimitWarning
+from samtrack_ops.prompts import Mask, PromptError, Text
+
+DEFAULT_LABEL = "object"
+
+
+class EmptyResultWarning(UserWarning):
+    """A prompt gave no object (a text prompt found nothing, or SAM returned an empty mask)."""
+
+
+@dataclass
+class KeyObject:
+    """One object on a key frame: mask (H, W) bool; label None keeps a corrected object's label."""
+
+    id: int
+    mask: np.ndarray
+    label: Optional[str]
+    score: float
+    correction: bool
+
+
+def paint(objects, frame_size, dtype):
+    """Label map (H, W) of dtype with the objects painted in order (later ones on top)."""
+    label_map = np.zeros(frame_size, dtype=dtype)
+    for key_object in objects:
+        label_map[key_object.mask] = key_object.id
+    return label_map
+
+
+class KeyFramePrompter:
+    """Makes KeyObjects from prompts, giving fresh IDs from ``next_id`` up to ``max_obj_num``.
+
+    models: the pipeline's lazy model set (``segmentor``, ``detector``, ``mask_prompt``);
+    stopwatch: times the "SAM embedding" and "Grounding-DINO" stages.
+    """
+
+    def __init__(self, models, stopwatch, max_obj_num, next_id=1):
+        self.models = models
+        self.stopwatch = stopwatch
+        self.max_obj_num = max_obj_num
+        self.next_id = next_id
+        self.first_frame_of = {}
+
+    def objects(self, frame_index, frame, prompts):
+        """KeyObjects of the prompts on this frame (H, W, 3), in prompt order."""
+        objects = []
+        for prompt in prompts:
+            if isinstance(prompt, Text):
+                objects += self._text_objects(frame_index, frame, prompt)
+            else:
+                objects += self._prompt_object(frame_index, frame, prompt)
+        return objects
+
+    def _prompt_object(self, frame_index, frame, prompt):
+        mask, score = self._segment(frame, prompt)
+        if not mask.any():
+            warnings.warn(f"{type(prompt).__name__} prompt on frame {frame_index} gave an empty mask; no object "
+                          f"added (try more or other points)", EmptyResultWarning, stacklevel=4)
+            return []
+        if prompt.object_id is not None:
+            return [self._correction(frame_index, prompt, mask, score)]
+        return self._new_objects(frame_index, [(mask, prompt.label or DEFAULT_LABEL, score)])
+
+    def _segment(self, frame, prompt):
+        if isinstance(prompt, Mask) and self.models.mask_prompt_as_given:
+            return prompt.mask.copy(), 1.0
+        segmentor = self.models.segmentor
+        with self.stopwatch("SAM embedding"):
+            segmentor.set_frame(frame)
+        mask, score = segmentor.predict(prompt)
+        return np.asarray(mask, dtype=bool), float(score)
+
+    def _correction(self, frame_index, prompt, mask, score):
+        first = self.first_frame_of.get(prompt.object_id)
+        if first is None or first > frame_index:
+            raise PromptError(f"prompt on frame {frame_index} corrects object {prompt.object_id}, but no earlier "
+                              f"prompt created that object; drop object_id to add a new object")
+        return KeyObject(prompt.object_id, mask, prompt.label, score, correction=True)
+
+    def _text_objects(self, frame_index, frame, prompt):
+        with self.stopwatch("Grounding-DINO"):
+            detections = self.models.detector.detect(frame, prompt.text, box_threshold=prompt.box_threshold,
+                                                     text_threshold=prompt.text_threshold)
+        if not detections:
+            warnings.warn(f"text prompt {prompt.text!r} on frame {frame_index} found nothing; no object added "
+                          f"(lower box_threshold/text_threshold or rephrase)", EmptyResultWarning, stacklevel=4)
+            return []
+        found = self.segment_boxes(frame, detections)
+        return self._new_objects(frame_index, [item for item in found if item[0].any()])
+
+    def segment_boxes(self, frame, detections):
+        """[(mask (H, W) bool, phrase, SAM score)] for Detections on this frame, in detection order."""
+        segmentor = self.models.segmentor
+        with self.stopwatch("SAM embedding"):
+            segmentor.set_frame(frame)
+        height, width = frame.shape[:2]
+        boxes = np.array([detection.box_xyxy for detection in detections], dtype=np.float64)
+        boxes = np.clip(boxes, 0, [width, height, width, height])
+        masks = segmentor.predict_boxes(boxes)
+        return [(np.asarray(mask, bool), detection.phrase or DEFAULT_LABEL, float(score))
+                for (mask, score), detection in zip(masks, detections)]
+
+    def _new_objects(self, frame_index, found):
+        """KeyObjects with fresh IDs for [(mask, label, score)]; those beyond max_obj_num are dropped."""
+        room = max(0, self.max_obj_num - self.next_id + 1)
+        if len(found) > room:
+            warnings.warn(f"{len(found) - room} object(s) of frame {frame_index} dropped: track IDs may not "
+                          f"exceed max_obj_num={self.max_obj_num}", ObjectLimitWarning, stacklevel=4)
+        objects = []
+        for mask, label, score in found[:room]:
+            objects.append(KeyObject(self.next_id, mask, label, score, correction=False))
+            self.first_frame_of[self.next_id] = frame_index
+            self.next_id += 1
+        return objects

@@ -40,6 +40,17 @@ class Tracker:
         """Largest object id given in any reference so far (the reference's obj_nums)."""
         return self._engine.object_count
 
+    @property
+    def long_term_frames(self):
+        """Frames held in long-term memory, per object group of at most 10 objects."""
+        return [engine.long_term_frames for engine in self._engine.engines]
+
+    @property
+    def last_lstt_outputs(self):
+        """Final LSTT output of the last propagated or referenced frame per object group, for
+        inspection: list of (h * w, 2 * embed_dim) tensors, tokens row-major, identity half last."""
+        return [engine.lstt_output[0] for engine in self._engine.engines]
+
     def reset(self):
         """Forgets all objects and memory; the next call must be add_reference."""
         self._engine = MultiObjectEngine(self.network, self.long_term_mem_gap, self.max_len_long_term)
@@ -158,7 +169,8 @@ def load_tracker(name="r50_deaotl", checkpoint=None, device=None, **memory_optio
     state_dict = _state_dict_from(source)
     network = build_network(config)
     expected = {key: value.shape for key, value in network.state_dict().items()}
-    models.check_state_dict(state_dict, expected, checkpoint if checkpoint is not None else name, name)
+    described = "the given state dict" if isinstance(checkpoint, dict) else (checkpoint or source)
+    models.check_state_dict(state_dict, expected, described, name)
     network.load_state_dict(state_dict, strict=True)
     network.to(device or _default_device())
     return Tracker(network, **memory_options)

@@ -1,0 +1,272 @@
+"""segment_and_track end to end on real DAVIS frames with real architectures (random weights).
+
+Frames are downscaled to 120x214 to keep the R50-DeAOT-L tracker and SAM ViT-B cheap on CPU. The random
+tracker never predicts background, so tests that need untracked background start from an empty map.
+"""
+
+import warnings
+
+import cv2
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from samtrack_ops import FrameResult, ObjectInfo, segment_and_track
+from samtrack_ops.cmr import ObjectLimitWarning
+from samtrack_ops.keyframes import EmptyResultWarning
+from samtrack_ops.prompts import Box, Click, Mask, PromptError, Stroke, Text
+from samtrack_ops.tracker import load_tracker
+from samtrack_ops.video import VideoError
+
+SIZE = (120, 214)  # (H, W)
+RELAXED_GENERATOR = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0,
+                     "crop_n_layers": 0, "min_mask_region_area": 0}
+
+
+def _shrink(image, interpolation=cv2.INTER_AREA):
+    return cv2.resize(image, SIZE[::-1], interpolation=interpolation)
+
+
+@pytest.fixture(scope="module")
+def clip(davis_frames):
+    """blackswan, 6 frames at 120x214: frames (6, H, W, 3) uint8, swan masks (6, H, W) bool."""
+    full = davis_frames("blackswan", 6)
+    frames = np.stack([_shrink(frame) for frame in full.frames])
+    masks = np.stack([_shrink(mask.astype(np.uint8), cv2.INTER_NEAREST) > 0 for mask in full.masks])
+    return frames, masks
+
+
+@pytest.fixture(scope="module")
+def tracker(r50_deaotl_ckpt):
+    return load_tracker("r50_deaotl", r50_deaotl_ckpt, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def segmentor():
+    from segment_anything import sam_model_registry
+
+    from samtrack_ops.segmentor import Segmentor
+
+    torch.manual_seed(0)
+    return Segmentor(sam_model_registry["vit_b"](), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def detector(groundingdino_random_ckpt, tiny_bert_dir):
+    from samtrack_ops.detector import load_detector
+
+    return load_detector("groundingdino_swint_ogc", groundingdino_random_ckpt, tiny_bert_dir, device="cpu")
+
+
+def _tracker_alone(tracker, frames, reference_index, reference, indices):
+    """Label maps of the tracker used directly: reference on one frame, then frames in the given order."""
+    tracker.reset()
+    tracker.add_reference(frames[reference_index], reference)
+    return {index: tracker.track(frames[index], update_memory=True) for index in indices}
+
+
+def _two_objects(masks):
+    """Swan = 1, a box of water at the top-left = 2."""
+    reference = masks[0].astype(np.uint8)
+    reference[5:40, 5:60] = 2
+    return reference
+
+
+def test_pipeline_equals_tracker_alone(clip, tracker, r50_deaotl_ckpt):
+    """Same weights and reference masks: every label map equals the tracker's own (model built from options)."""
+    frames, masks = clip
+    reference = _two_objects(masks)
+    prompts = [Mask(0, reference == 1, label="swan"), Mask(0, reference == 2, label="water")]
+    results = list(segment_and_track(frames[:4], prompts, tracker_model="r50_deaotl",
+                                     tracker_checkpoint=str(r50_deaotl_ckpt), device="cpu"))
+    expected = _tracker_alone(tracker, frames, 0, reference, range(1, 4))
+    assert [result.frame_index for result in results] == [0, 1, 2, 3]
+    np.testing.assert_array_equal(results[0].label_map, reference)
+    for index in (1, 2, 3):
+        assert isinstance(results[index], FrameResult) and results[index].label_map.dtype == np.uint8
+        np.testing.assert_array_equal(results[index].label_map, expected[index])
+        visible = set(np.unique(expected[index]).tolist()) - {0}
+        assert [info.id for info in results[index].objects] == sorted(visible)
+        labels = {info.id: info.label for info in results[index].objects}
+        assert labels == {key: value for key, value in {1: "swan", 2: "water"}.items() if key in visible}
+        assert all(isinstance(info, ObjectInfo) and 0 < info.score <= 1 for info in results[index].objects)
+    assert [info.score for info in results[0].objects] == [1.0, 1.0]
+
+
+def test_key_frame_in_the_middle_propagates_both_ways(clip, tracker):
+    frames, masks = clip
+    results = list(segment_and_track(frames[:5], [Mask(2, masks[2], label="swan")], tracker=tracker))
+    backward = _tracker_alone(tracker, frames, 2, masks[2].astype(np.uint8), [1, 0])
+    forward = _tracker_alone(tracker, frames, 2, masks[2].astype(np.uint8), [3, 4])
+    np.testing.assert_array_equal(results[2].label_map, masks[2])
+    for index, expected in {**backward, **forward}.items():
+        np.testing.assert_array_equal(results[index].label_map, expected)
+        assert [info.label for info in results[index].objects] == ["swan"]
+
+
+def test_later_key_frame_merges_with_earlier_pass_by_nearer_anchor(clip, tracker):
+    """Object 1 from frame 0 forward, object 2 from frame 3 backward: on frames 1-2 the nearer anchor wins."""
+    frames, masks = clip
+    water = np.zeros(SIZE, bool)
+    water[5:40, 5:60] = True
+    results = list(segment_and_track(frames[:4], [Mask(0, masks[0]), Mask(3, water)], tracker=tracker))
+    forward = _tracker_alone(tracker, frames, 0, masks[0].astype(np.uint8), [1, 2])
+    backward = _tracker_alone(tracker, frames, 3, water.astype(np.uint8), [2, 1])  # the pass's own ID 1 ...
+    backward = {index: label_map * 2 for index, label_map in backward.items()}  # ... is track ID 2
+    for index, nearer, farther in ((1, forward, backward), (2, backward, forward)):
+        expected = np.where(nearer[index] != 0, nearer[index], farther[index])
+        np.testing.assert_array_equal(results[index].label_map, expected)
+    assert (results[3].label_map[water] == 2).all()
+
+
+def test_correction_reanchors_the_object_from_its_frame(clip, tracker):
+    frames, masks = clip
+    corrected = np.zeros(SIZE, bool)
+    corrected[60:100, 100:180] = True
+    prompts = [Mask(0, masks[0], label="swan"), Mask(3, corrected, object_id=1)]
+    results = list(segment_and_track(frames[:5], prompts, tracker=tracker))
+    before = _tracker_alone(tracker, frames, 0, masks[0].astype(np.uint8), [1, 2])
+    tracked = tracker.track(frames[3], update_memory=False)
+    tracked[tracked == 1] = 0
+    tracked[corrected] = 1
+    tracker.add_reference(frames[3], tracked)
+    after = tracker.track(frames[4])
+    for index in (1, 2):
+        np.testing.assert_array_equal(results[index].label_map, before[index])
+    np.testing.assert_array_equal(results[3].label_map, tracked)
+    np.testing.assert_array_equal(results[4].label_map, after)
+    assert results[4].objects[0].label == "swan"  # a correction without a label keeps the object's label
+
+
+def test_click_box_and_stroke_prompts(clip, tracker, segmentor):
+    frames, masks = clip
+    rows, cols = np.nonzero(masks[0])
+    swan_box = [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+    prompts = [Click(0, [[cols.mean(), rows.mean()], [10, 10]], [1, 0], label="swan"),
+               Box(1, swan_box, label="boxed"),
+               Stroke(1, [[20, 100], [60, 110], [90, 105]], label="shore")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmptyResultWarning)
+        results = list(segment_and_track(frames[:3], prompts, tracker=tracker, segmentor=segmentor))
+    assert [info.id for info in results[0].objects] == [1]
+    assert results[0].objects[0].label == "swan" and 0 < results[0].objects[0].score <= 1
+    segmentor.set_frame(frames[0])
+    click_mask, click_score = segmentor.predict(prompts[0])
+    np.testing.assert_array_equal(results[0].label_map == 1, click_mask)
+    assert results[0].objects[0].score == pytest.approx(click_score)
+    segmentor.set_frame(frames[1])
+    stroke_mask, _ = segmentor.predict(prompts[2])
+    assert (results[1].label_map[stroke_mask] == 3).all()  # the later prompt wins where masks overlap
+    labels = {info.id: info.label for info in results[1].objects}
+    assert labels[3] == "shore" and set(labels) <= {1, 2, 3}
+    assert results[2].label_map.shape == SIZE
+
+
+def test_automatic_mode_discovers_objects_with_cmr(clip, tracker, segmentor):
+    frames, _ = clip
+    timings = {}
+    progress = []
+    results = list(segment_and_track(frames[:3], mode="automatic", tracker=tracker, segmentor=segmentor,
+                                     sam_gap=2, min_area=20, generator_options=RELAXED_GENERATOR,
+                                     timings=timings, progress=lambda index, total: progress.append((index, total))))
+    segments = segmentor.segment_everything(frames[0], min_area=20, **RELAXED_GENERATOR)
+    count = int(segments.max())
+    assert count >= 2
+    np.testing.assert_array_equal(results[0].label_map, segments)  # empty track map: every segment is new
+    assert [info.id for info in results[0].objects] == list(range(1, count + 1))
+    assert {info.label for info in results[0].objects} == {"object"}
+    assert set(np.unique(results[1].label_map)) <= set(range(count + 1))
+    assert progress == [(0, 3), (1, 3), (2, 3)]
+    assert {"decode", "everything-generation", "tracking", "CMR"} <= set(timings)
+
+
+def test_max_obj_num_caps_discovered_objects(clip, tracker, segmentor):
+    frames, _ = clip
+    with pytest.warns(ObjectLimitWarning, match="max_obj_num=2"):
+        results = list(segment_and_track(frames[:1], mode="automatic", tracker=tracker, segmentor=segmentor,
+                                         max_obj_num=2, min_area=20, generator_options=RELAXED_GENERATOR))
+    assert [info.id for info in results[0].objects] == [1, 2]
+
+
+def test_fusion_adds_objects_only_where_prompts_left_background(clip, tracker, segmentor):
+    frames, _ = clip
+    left = np.zeros(SIZE, bool)
+    left[:, : SIZE[1] // 2] = True
+    results = list(segment_and_track(frames[:2], [Mask(0, left, label="left")], mode="fusion", tracker=tracker,
+                                     segmentor=segmentor, min_area=20, min_new_obj_iou=0.5, sam_gap=5,
+                                     generator_options=RELAXED_GENERATOR))
+    first = results[0].label_map
+    assert (first[left] == 1).all()
+    assert first[~left].any() and (first[~left] != 1).all()
+    assert [info.id for info in results[0].objects][:1] == [1] and len(results[0].objects) >= 2
+    assert results[0].objects[0].label == "left"
+    assert len(results) == 2
+
+
+def test_text_prompts(clip, tracker, segmentor, detector):
+    frames, _ = clip
+    text = Text(0, "swan.", box_threshold=0.0, text_threshold=0.0)
+    results = list(segment_and_track(frames[:2], [text], tracker=tracker, segmentor=segmentor, detector=detector))
+    detections = detector.detect(frames[0], "swan.", box_threshold=0.0, text_threshold=0.0)
+    assert detections and results[0].objects
+    assert {info.label for info in results[0].objects} <= {d.phrase or "object" for d in detections}
+    nothing = Text(0, "swan.", box_threshold=1.0)
+    with pytest.warns(EmptyResultWarning, match="found nothing"):
+        quiet = list(segment_and_track(frames[:2], [nothing, Mask(1, frames[1][..., 0] > 100)], tracker=tracker,
+                                       segmentor=segmentor, detector=detector))
+    assert not quiet[0].objects and [info.id for info in quiet[1].objects] == [1]
+
+
+def test_streams_each_frame_once_with_flat_memory(tracker):
+    """A mid-video key frame (frames spilled to disk), 80 frames: each decoded once, RSS flat after warm-up."""
+    decoded = []
+    frame_size = (64, 96)
+    rng = np.random.default_rng(0)
+
+    def frames():
+        for index in range(80):
+            decoded.append(index)
+            yield rng.integers(0, 256, (*frame_size, 3), dtype=np.uint8)
+
+    mask = np.zeros(frame_size, bool)
+    mask[20:40, 30:60] = True
+    process = psutil.Process()
+    rss = {}
+    for result in segment_and_track(frames(), [Mask(10, mask)], tracker=tracker):
+        if result.frame_index in (20, 79):
+            rss[result.frame_index] = process.memory_info().rss
+    assert decoded == list(range(80))
+    assert rss[79] - rss[20] < 40 * 2**20
+
+
+def test_uint16_label_maps_when_ids_may_exceed_255(clip, tracker):
+    frames, masks = clip
+    results = list(segment_and_track(frames[:2], [Mask(0, masks[0])], tracker=tracker, max_obj_num=300))
+    assert all(result.label_map.dtype == np.uint16 for result in results)
+
+
+def test_bad_input_is_reported_before_any_work(clip, tracker, tmp_path):
+    frames, masks = clip
+    with pytest.raises(PromptError, match="frame 9, but the video has 3 frames"):
+        segment_and_track(frames[:3], [Mask(9, masks[0])], tracker=tracker)
+    with pytest.raises(PromptError, match="only 2 frames"):
+        list(segment_and_track(iter(frames[:2]), [Box(4, [1, 1, 20, 20])], tracker=tracker))
+    with pytest.raises(PromptError, match="outside"):
+        next(segment_and_track(frames[:2], [Box(0, [10, 10, 500, 50])], tracker=tracker))
+    with pytest.raises(PromptError, match="positive"):
+        Click(0, [[5, 5]], [0])
+    with pytest.raises(PromptError, match="corrects object 4"):
+        next(segment_and_track(frames[:2], [Mask(0, masks[0], object_id=4)], tracker=tracker))
+    with pytest.raises(VideoError, match="no frames"):
+        next(segment_and_track([], mode="automatic", tracker=tracker))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 1000)
+    with pytest.raises(VideoError, match="broken.mp4"):
+        next(segment_and_track(broken, mode="automatic", tracker=tracker))
+    with pytest.raises(TypeError, match="unknown option.*sam_gapp"):
+        segment_and_track(frames, mode="automatic", sam_gapp=5)
+    with pytest.raises(ValueError, match="fusion"):
+        segment_and_track(frames, [Mask(0, masks[0])], mode="automatic")
+    with pytest.raises(ValueError, match="mode must be"):
+        segment_and_track(frames, [Mask(0, masks[0])], mode="auto")

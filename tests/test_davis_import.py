@@ -10,7 +10,7 @@ from PIL import Image
 import fiftyone as fo
 
 from samtrack_ops.export import ExportError, import_davis
-from samtrack_ops.export.davis import davis_palette, read_davis_mask
+from samtrack_ops.export.davis import DAVIS_PALETTE, read_davis_mask
 from samtrack_ops.fiftyone.storage import detections_to_label_map
 
 SIZE = (480, 854)
@@ -46,7 +46,7 @@ def _davis_2017_folder(davis_dir, root, num_frames=5):
         expected[-1][470:, :] = 0
         if index < num_frames - 1:
             png = Image.fromarray(label_map, mode="P")
-            png.putpalette(davis_palette())
+            png.putpalette(DAVIS_PALETTE)
             png.save(annotations / f"{name}.png")
     return expected[:-1]
 

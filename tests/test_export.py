@@ -16,7 +16,6 @@ import fiftyone as fo
 
 from samtrack_ops.export import ExportError, export_coco, export_davis, export_ytvis, import_davis
 from samtrack_ops.export._atomic import inside, safe_name
-from samtrack_ops.export.davis import davis_palette
 from samtrack_ops.fiftyone.storage import label_map_to_detections
 
 SCHEMA = Path(__file__).parent / "data" / "ytvis_schema.json"
@@ -99,8 +98,11 @@ def test_davis_layout_palette_and_first_appearance_ids(tracked, tmp_path):
     images = sorted((root / "JPEGImages" / "480p" / "libby").glob("*.jpg"))
     assert [p.stem for p in annotations] == [p.stem for p in images] == [f"{i:05d}" for i in range(NUM_FRAMES)]
     first = Image.open(annotations[0])
-    assert first.mode == "P" and first.getpalette()[:9] == [0, 0, 0, 128, 0, 0, 0, 128, 0]
-    assert first.getpalette() == davis_palette()
+    palette = first.getpalette()
+    assert first.mode == "P" and len(palette) == 768
+    # The PASCAL VOC colours DAVIS uses: 0 black, 1 red, 2 green, 3 olive, 4 navy, 255 the cream void colour.
+    expected_colours = {0: [0, 0, 0], 1: [128, 0, 0], 2: [0, 128, 0], 3: [128, 128, 0], 4: [0, 0, 128], 255: [224, 224, 192]}
+    assert {i: palette[3 * i : 3 * i + 3] for i in expected_colours} == expected_colours
     # Frame 1 shows tracks 5 and 9 (ascending -> 1, 2); track 3 appears in frame 3 -> 3.
     assert json.loads((root / "samtrack_objects.json").read_text())["libby"] == [
         {"davis_id": 1, "track_id": 5, "label": "person"},

@@ -10,10 +10,11 @@ import pathlib
 from typing import NamedTuple
 
 import cv2
+import numpy as np
 import fiftyone as fo
 
 from samtrack_ops.export._atomic import ExportError, safe_name
-from samtrack_ops.fiftyone.storage import detections_to_label_map
+from samtrack_ops.fiftyone.storage import detection_region
 
 
 class ExportVideo(NamedTuple):
@@ -53,11 +54,12 @@ def _video_names(ids, filepaths):
 def iter_videos(sample_collection, label_field):
     """Yields an :class:`ExportVideo` per sample of the collection, loading one sample's labels at a time."""
     ids, filepaths = sample_collection.values(["id", "filepath"])
-    names = dict(zip(ids, _video_names(ids, filepaths)))
-    view = sample_collection.select_fields(f"frames.{label_field}")
-    for sample in view.iter_samples():
-        labels = {n: f[label_field] for n, f in sample.frames.items() if f[label_field] is not None}
-        yield ExportVideo(names[sample.id], sample.id, sample.filepath, labels)
+    for sample_id, filepath, name in zip(ids, filepaths, _video_names(ids, filepaths)):
+        numbers, labels = sample_collection.select(sample_id).values(
+            ["frames.frame_number", f"frames.{label_field}"]
+        )
+        labels = {n: d for n, d in zip(numbers[0], labels[0]) if d is not None}
+        yield ExportVideo(name, sample_id, filepath, labels)
 
 
 def iter_frames(video):
@@ -95,13 +97,16 @@ def frame_file_name(frame_number, extension):
 
 
 def object_masks(detections, frame_size):
-    """Returns ``[(detection, HxW bool mask)]`` for the detections with a track ``index`` and a mask."""
+    """Returns ``[(detection, HxW uint8 0/1 mask in Fortran order)]`` for the detections with a track
+    ``index`` and a mask (Fortran order is what COCO run-length encoding reads)."""
     if detections is None:
         return []
     pairs = []
     for detection in detections.detections:
         if detection.index is None or detection.mask is None:
             continue
-        single = fo.Detections(detections=[detection])
-        pairs.append((detection, detections_to_label_map(single, frame_size) > 0))
+        rows, cols, crop = detection_region(detection, frame_size)
+        mask = np.zeros(frame_size, dtype=np.uint8, order="F")
+        mask[rows, cols][crop] = 1
+        pairs.append((detection, mask))
     return pairs

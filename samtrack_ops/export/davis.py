@@ -42,9 +42,9 @@ VOID_ID = 255
 MAX_OBJECTS = 254
 
 
-def davis_palette():
+def _pascal_palette():
     """The DAVIS (PASCAL VOC) palette: 256 RGB colours, colour ``i`` spreads the bits of ``i`` over
-    the high bits of R, G and B. Returns a flat list of 768 ints for ``PIL.Image.putpalette``."""
+    the high bits of R, G and B. A flat list of 768 ints for ``PIL.Image.putpalette``."""
     palette = []
     for index in range(256):
         red = green = blue = 0
@@ -56,10 +56,13 @@ def davis_palette():
     return palette
 
 
+DAVIS_PALETTE = _pascal_palette()
+
+
 def write_indexed_png(path, label_map):
     """Writes an HxW label map (IDs 0..255) as a palette PNG with the DAVIS palette."""
     image = Image.fromarray(np.asarray(label_map, dtype=np.uint8), mode="P")
-    image.putpalette(davis_palette())
+    image.putpalette(DAVIS_PALETTE)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
 

@@ -154,18 +154,26 @@ def detections_to_label_map(detections, frame_size, dtype=np.uint16):
     Returns:
         HxW array of ``dtype``
     """
-    height, width = frame_size
-    label_map = np.zeros((height, width), dtype=dtype)
+    label_map = np.zeros(frame_size, dtype=dtype)
     if detections is None:
         return label_map
     painted = [d for d in detections.detections if d.index is not None and d.mask is not None]
     for det in sorted(painted, key=lambda d: d.index):
-        bx, by, _, _ = det.bounding_box
-        x0, y0 = int(round(bx * width)), int(round(by * height))
-        mask = np.asarray(det.mask, dtype=bool)
-        region = label_map[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]]
-        region[mask[: region.shape[0], : region.shape[1]]] = det.index
+        rows, cols, mask = detection_region(det, frame_size)
+        label_map[rows, cols][mask] = det.index
     return label_map
+
+
+def detection_region(detection, frame_size):
+    """Where a detection's mask lies in an HxW frame: ``(rows, cols, mask)`` with ``rows``/``cols`` the
+    frame slices it covers and ``mask`` the bool part of its mask inside the frame (the box's top-left
+    corner is rounded to the nearest pixel)."""
+    height, width = frame_size
+    bx, by, _, _ = detection.bounding_box
+    x0, y0 = int(round(bx * width)), int(round(by * height))
+    mask = np.asarray(detection.mask, dtype=bool)
+    y1, x1 = max(y0, min(y0 + mask.shape[0], height)), max(x0, min(x0 + mask.shape[1], width))
+    return slice(y0, y1), slice(x0, x1), mask[: y1 - y0, : x1 - x0]
 
 
 def frame_documents(label_map, objects, label_field, seg_field=None):

@@ -215,6 +215,11 @@ def test_evaluation_run_bad_input_overwrites_nothing(scored_dataset):
     assert scored_dataset.list_evaluations() == ["davis"]
     assert not scored_dataset.has_field("other_J")
 
+    libby = scored_dataset.match(fo.ViewField("filepath").ends_with("libby.mp4")).first()
+    libby.frames[3]["small"] = fo.Segmentation(mask=np.ones((48, 85), np.uint8))
+    libby.save()
+    with pytest.raises(EvaluationError, match=r"libby.mp4.*\(48, 85\).*\(480, 854\)"):
+        evaluate_tracks(scored_dataset, "small", "ground_truth", eval_key="other")
     with pytest.raises(ValueError, match="pred_field=tracks"):
         evaluate_tracks(scored_dataset, "ground_truth_seg", "ground_truth", eval_key="davis", overwrite=True)
     assert scored_dataset.values("davis_JF") == before

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+
 import fiftyone as fo
 
 from samtrack_ops.export._atomic import ExportError, safe_name

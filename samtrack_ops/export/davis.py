@@ -85,6 +85,9 @@ def _lookup_table(objects, video_name):
             f"(IDs 1..{MAX_OBJECTS}, {VOID_ID} is void): export a view with fewer objects"
         )
     table = np.zeros(np.iinfo(np.uint16).max + 1, dtype=np.uint8)
+    too_large = [track_id for _, track_id, _ in objects if track_id >= len(table)]
+    if too_large:
+        raise ExportError(f"video {video_name}: track IDs {too_large} exceed {len(table) - 1}, the largest label-map ID")
     for davis_id, track_id, _ in objects:
         table[track_id] = davis_id
     return table

@@ -25,6 +25,7 @@ from segment_anything import SamAutomaticMaskGenerator, SamPredictor, sam_model_
 
 from samtrack_ops import models
 from samtrack_ops.prompts import Box, Click, Mask, PromptError, Stroke
+from samtrack_ops.video import check_frame
 
 SAM_MODELS = ("vit_b", "vit_l", "vit_h")
 
@@ -85,7 +86,7 @@ class Segmentor:
         """Compute the image embedding of ``frame`` (HxWx3 uint8 RGB); a no-op for the same array object."""
         if frame is self._frame:
             return
-        _check_frame(frame)
+        check_frame(frame)
         self.predictor.set_image(frame, image_format="RGB")
         self._frame = frame
 
@@ -139,7 +140,7 @@ class Segmentor:
         stays visible over a larger one; segments left with fewer than ``min_area`` visible pixels are dropped
         and the rest numbered 1..K from the top-left.
         """
-        _check_frame(frame)
+        check_frame(frame)
         generator = _MaskGenerator(self.sam, **{**SEED_GENERATOR_OPTIONS, **generator_options})
         annotations = sorted(generator.generate(frame), key=lambda annotation: -annotation["area"])
         painted = np.zeros(frame.shape[:2], dtype=np.int64)
@@ -208,12 +209,6 @@ class _MaskGenerator(SamAutomaticMaskGenerator):
         data = super()._process_crop(*args, **kwargs)
         data["crop_boxes"] = data["crop_boxes"].reshape(-1, 4)
         return data
-
-
-def _check_frame(frame):
-    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        got = f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise ValueError(f"frame must be an HxWx3 uint8 RGB array, got {got}")
 
 
 def _stroke_clicks(stroke):

@@ -140,7 +140,7 @@ def groundingdino_random_ckpt(checkpoint_dir, tiny_bert_dir):
 # --- 4. FiftyOne -----------------------------------------------------------------------------------
 
 
-def _write_mp4(frames, path, fps=24):
+def write_mp4(frames, path, fps=24):
     """Writes N x H x W x 3 uint8 RGB frames as an mp4 (MPEG-4 part 2) file."""
     import cv2
 
@@ -158,7 +158,7 @@ def _write_mp4(frames, path, fps=24):
 def davis_videos(tmp_path_factory, davis_frames):
     """Two short mp4 clips written from the DAVIS JPEGs: {"car-shadow": Path, "libby": Path} (10 frames each)."""
     folder = tmp_path_factory.mktemp("videos")
-    return {seq: _write_mp4(davis_frames(seq, 10).frames, folder / f"{seq}.mp4") for seq in ("car-shadow", "libby")}
+    return {seq: write_mp4(davis_frames(seq, 10).frames, folder / f"{seq}.mp4") for seq in ("car-shadow", "libby")}
 
 
 @pytest.fixture

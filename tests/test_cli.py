@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from conftest import write_mp4
+
 
 def run_cli(*args, cache_dir, timeout=600):
     """Runs the CLI with an empty checkpoint cache and the test session's FiftyOne settings."""
@@ -74,19 +76,20 @@ def test_bad_arguments(tmp_path, args, problem):
 
 @pytest.mark.skipif(not _track_samples_available(),
                     reason="samtrack_ops.fiftyone.track_samples does not exist yet (pipeline not landed)")
-def test_random_weights_run_writes_tracks_into_dataset(tmp_path, davis_videos):
+def test_random_weights_run_writes_tracks_into_dataset(tmp_path, davis_frames):
     import fiftyone as fo
 
-    video = davis_videos["libby"]
+    video = write_mp4(davis_frames("libby", 3).frames, tmp_path / "libby.mp4")
+    cache = tmp_path / "cache"
     result = run_cli("--random-weights", "--video", video, "--box", "300,100,500,400", "--dataset",
-                     "cli-random-weights", "--device", "cpu", cache_dir=tmp_path)
+                     "cli-random-weights", "--device", "cpu", cache_dir=cache)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "RANDOM model weights" in result.stderr
-    assert "Tracked 1 video(s), 10 frames" in result.stdout
+    assert "Tracked 1 video(s), 3 frames: 3 frames with labels, 1 track IDs" in result.stdout
     dataset = fo.load_dataset("cli-random-weights")
     try:
         assert dataset.count() == 1
         assert "samtrack" in dataset.get_frame_field_schema()
-        assert not list(tmp_path.iterdir())  # the random weights went to a temp folder, not the cache
+        assert not cache.exists()  # the random weights went to a temporary folder, not the cache
     finally:
         dataset.delete()

@@ -161,6 +161,8 @@ def _sequence_folders(davis_root, resolution, sequences):
         raise ExportError(f"{images_root} not found: davis_root must hold JPEGImages/{resolution}/<sequence>/")
     if sequences is None:
         sequences = sorted(p.name for p in images_root.iterdir() if p.is_dir())
+    elif isinstance(sequences, str):
+        sequences = [sequences]
     folders = [inside(images_root, safe_name(s, "sequence")) for s in sequences]
     missing = [f.name for f in folders if not any(f.glob("*.jpg"))]
     if missing or not folders:
@@ -207,7 +209,7 @@ def import_davis(
         davis_root: folder holding ``JPEGImages/`` and ``Annotations/``
         videos_dir: folder for the encoded ``<sequence>.mp4`` files (existing files are not replaced)
         dataset_name: name of the new dataset (must not exist); None for a generated name
-        sequences: sequence names to import; None for all
+        sequences: a sequence name or a list of them; None for all
         resolution: resolution folder name
         label_field: frame field for the ground-truth ``fo.Detections`` (``<label_field>_seg`` for the
             ``fo.Segmentation``)

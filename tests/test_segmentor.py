@@ -213,9 +213,10 @@ def test_full_size_vit_b_loads_from_checkpoint_and_segments(sam_vit_b_random_ckp
 
 
 def test_wrong_checkpoint_names_file_and_expected_model(tiny_sam, tmp_path):
-    wrong = tmp_path / "not_vit_b.pth"
+    """Also shows vit_l is selectable: its architecture is built and the file checked against it."""
+    wrong = tmp_path / "not_vit_l.pth"
     torch.save(tiny_sam.state_dict(), wrong)
-    with pytest.raises(models.CheckpointError, match="not_vit_b.pth.*vit_b"):
-        load_segmentor("vit_b", checkpoint=wrong, device="cpu")
+    with pytest.raises(models.CheckpointError, match="not_vit_l.pth.*SAM vit_l"):
+        load_segmentor("vit_l", checkpoint=wrong, device="cpu")
     with pytest.raises(ValueError, match="vit_b, vit_l, vit_h"):
         load_segmentor("vit_xl", checkpoint=wrong)

@@ -66,6 +66,7 @@ class WindowAttention(nn.Module):
         self.num_heads = num_heads
         self.window = window
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(window))
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
@@ -193,16 +194,6 @@ class SwinEncoder(nn.Module):
         )
         for index in range(len(DEPTHS)):
             self.add_module(f"norm{index}", nn.LayerNorm(EMBED_DIM * 2**index))
-        self._init_weights()
-
-    def _init_weights(self):
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, WindowAttention):
-                nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
 
     def forward(self, image):
         """image: (B, 3, H, W) -> [(B, 128, H/4, W/4), (B, 256, H/8, W/8), (B, 512, H/16, W/16) x 2]
@@ -217,5 +208,6 @@ class SwinEncoder(nn.Module):
 
 
 def build():
-    """Builds the SwinB-DeAOT-L encoder (random weights; load a checkpoint for real ones)."""
+    """Builds the SwinB-DeAOT-L encoder with random weights (PyTorch's default initialisation, like the
+    official constructor; load a checkpoint for real ones)."""
     return SwinEncoder()

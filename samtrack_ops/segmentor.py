@@ -111,12 +111,7 @@ class Segmentor:
         prompt.validate(self.frame_size)
         if isinstance(prompt, Mask):
             return self._predict_mask(prompt.mask)
-        if isinstance(prompt, Click):
-            points, point_labels, boxes = prompt.points, prompt.labels, None
-        else:
-            points, point_labels = _stroke_clicks(prompt) if isinstance(prompt, Stroke) else (None, None)
-            boxes = prompt.box_xyxy[None]
-        masks, scores = self._predict_batch(points, point_labels, boxes, None)
+        masks, scores = self._predict_batch(*_sam_inputs(prompt), None)
         return masks[0], scores[0]
 
     def predict_boxes(self, boxes_xyxy):
@@ -211,12 +206,18 @@ class _MaskGenerator(SamAutomaticMaskGenerator):
         return data
 
 
-def _stroke_clicks(stroke):
-    """The stroke's points as positive clicks (at most MAX_STROKE_POINTS, evenly spaced), or (None, None)."""
-    if not stroke.use_points:
-        return None, None
-    keep = np.unique(np.linspace(0, len(stroke.points) - 1, MAX_STROKE_POINTS).round().astype(int))
-    return stroke.points[keep], np.ones(len(keep), dtype=np.int64)
+def _sam_inputs(prompt):
+    """SAM's inputs for a Click, Box or Stroke: points Nx2 or None, point labels N or None, boxes 1x4 or None.
+
+    A stroke is its bounding box, plus (``use_points``) at most MAX_STROKE_POINTS of its points, evenly spaced
+    along it, as positive clicks.
+    """
+    if isinstance(prompt, Click):
+        return prompt.points, prompt.labels, None
+    if isinstance(prompt, Stroke) and prompt.use_points:
+        keep = np.unique(np.linspace(0, len(prompt.points) - 1, MAX_STROKE_POINTS).round().astype(int))
+        return prompt.points[keep], np.ones(len(keep), dtype=np.int64), prompt.box_xyxy[None]
+    return None, None, prompt.box_xyxy[None]
 
 
 def _mask_box(mask):

@@ -62,6 +62,19 @@ def encoder_calls(tiny_sam):
 
 
 @pytest.fixture
+def prompt_encoder_points(tiny_sam):
+    """The point coordinates (BxNx2, or None) of each prompt-encoder call while the test runs."""
+    seen = []
+
+    def record(module, args, kwargs):
+        seen.append(None if kwargs["points"] is None else kwargs["points"][0])
+
+    handle = tiny_sam.prompt_encoder.register_forward_pre_hook(record, with_kwargs=True)
+    yield seen
+    handle.remove()
+
+
+@pytest.fixture
 def prompt_encoder_masks(tiny_sam):
     """The `masks` argument (low-resolution logits or None) of each prompt-encoder call while the test runs."""
     seen = []
@@ -122,6 +135,15 @@ def test_stroke_is_its_bounding_box_by_default(segmentor):
         Stroke(0, stroke.points, use_points=True)
     )
     assert (with_points != box_mask).any() or points_score != box_score
+
+
+def test_long_stroke_gives_at_most_16_evenly_spaced_clicks(segmentor, prompt_encoder_points):
+    along = np.linspace(0, 1, 200)[:, None]
+    stroke = Stroke(0, np.hstack([300 + 200 * along, 150 + 100 * along]), use_points=True)
+    segmentor.predict(stroke)
+    points = prompt_encoder_points[0]
+    assert points.shape == (1, 16, 2)
+    assert prompt_encoder_points[1].shape == (1, 16, 2)  # the refinement pass sees the same clicks
 
 
 def test_mask_prompt_is_taken_as_the_objects_mask(segmentor, frame):

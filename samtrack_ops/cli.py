@@ -198,8 +198,14 @@ def run(args):
     with tempfile.TemporaryDirectory(prefix="samtrack-random-weights-") as scratch:
         if args.random_weights:
             model_files = random_model_files(args, Path(scratch))
-        track_samples(samples, prompts, args.label_field, mode=args.mode, **options, **model_files)
+        track_samples(samples, prompts, args.label_field, mode=args.mode, progress=_print_progress,
+                      **options, **model_files)
+    print(file=sys.stderr)
     print(_summary(samples, args.label_field))
+
+
+def _print_progress(fraction, message):
+    print(f"\r[{fraction:6.1%}] {message:<70.70}", end="", file=sys.stderr, flush=True)
 
 
 def main(argv=None):

@@ -44,7 +44,9 @@ def networks():
 
 
 def official_entries(name):
-    return [tuple(entry[:2]) + (tuple(entry[2]),) for entry in json.loads((KEYS_DIR / f"{name}.json").read_text())["state_dict"]]
+    """[(key, dtype, shape)] of the official model, in state-dict order."""
+    entries = json.loads((KEYS_DIR / f"{name}.json").read_text())["state_dict"]
+    return [(key, dtype, tuple(shape)) for key, dtype, shape in entries]
 
 
 def entries_of(state_dict):

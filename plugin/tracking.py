@@ -18,6 +18,7 @@ from samtrack_ops import models
 from samtrack_ops.fiftyone import FieldPrompts, call_to_params, queue_videos, track_from_params
 from samtrack_ops.fiftyone.prompts import frame_size
 from samtrack_ops.fiftyone.runs import MODES
+from samtrack_ops.pipeline import PipelineOptions
 from samtrack_ops.prompts import Box, Click, PromptError, Text
 
 TARGETS = {
@@ -29,11 +30,13 @@ TARGETS = {
 SAM_MODELS = ("vit_b", "vit_l", "vit_h")
 TRACKER_MODELS = tuple(name for name, entry in models.CHECKPOINTS.items() if entry.family == "deaot")
 DEVICES = ("auto", "cpu", "cuda")
+_DEFAULTS = PipelineOptions()
 NUMERIC_OPTIONS = {  # name: (type, default, description)
-    "sam_gap": (int, 100, "segment everything again every N frames (automatic / fusion)"),
-    "min_area": (int, 200, "smallest new object, in pixels"),
-    "max_obj_num": (int, 255, "most objects tracked at once"),
-    "min_new_obj_iou": (float, 0.8, "a SAM mask counts as new when it overlaps tracked objects less than this"),
+    "sam_gap": (int, _DEFAULTS.sam_gap, "automatic / fusion: look for new objects every N frames"),
+    "min_area": (int, _DEFAULTS.min_area, "automatic / fusion: smallest new object, in pixels"),
+    "max_obj_num": (int, _DEFAULTS.max_obj_num, "most objects in a video"),
+    "min_new_obj_iou": (float, _DEFAULTS.min_new_obj_iou,
+                        "automatic / fusion: share of a segment that must be untracked for a new object"),
 }
 CHECKPOINT_INPUTS = ("sam_checkpoint", "tracker_checkpoint", "detector_checkpoint", "text_encoder_path")
 
@@ -88,24 +91,26 @@ def _form_prompts(params):
     for box in params.get("boxes") or ():
         corners = [float(box[key]) for key in ("x0", "y0", "x1", "y1")]
         prompts.append(Box(frame=frame, box_xyxy=corners, label=box.get("label") or None))
-    if (params.get("text") or "").strip():
-        prompts.append(Text(frame=frame, text=params["text"].strip()))
+    if _text(params):
+        prompts.append(Text(frame=frame, text=_text(params)))
     return prompts
 
 
+def _text(params):
+    return (params.get("text") or "").strip()
+
+
 def _prompts(params):
-    mode = params.get("mode") or "interactive"
+    """Prompts of the form; automatic mode takes none (its text classes are the ``auto_text`` option)."""
+    if params.get("mode") == "automatic":
+        return None
     if params.get("prompt_source") == "fields":
-        field_prompts = FieldPrompts(
+        return FieldPrompts(
             keypoints_field=params.get("keypoints_field") or None,
             detections_field=params.get("detections_field") or None,
             polylines_field=params.get("polylines_field") or None,
         )
-        return field_prompts
-    prompts = _form_prompts(params)
-    if mode == "automatic":
-        return [p for p in prompts if isinstance(p, Text)] or None
-    return prompts
+    return _form_prompts(params)
 
 
 def _options(params):
@@ -120,6 +125,8 @@ def _options(params):
     for name in CHECKPOINT_INPUTS:
         if params.get(name):
             options[name] = params[name]
+    if params.get("mode") == "automatic" and _text(params):
+        options["auto_text"] = _text(params)
     return options
 
 
@@ -278,7 +285,8 @@ def _prompt_inputs(ctx, inputs):
         box.float(corner, label=f"{corner} (pixels)", required=True)
     box.str("label", label="label")
     inputs.list("boxes", box, label="Boxes")
-    inputs.str("text", label="Text classes", description="Grounding-DINO classes, e.g. 'person. car'")
+    inputs.str("text", label="Text classes",
+               description="Grounding-DINO classes, e.g. 'person. car' (automatic mode: the classes to find)")
 
 
 def _field_choice(ctx, inputs, name, label_type, description):

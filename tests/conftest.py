@@ -161,6 +161,19 @@ def davis_videos(tmp_path_factory, davis_frames):
     return {seq: write_mp4(davis_frames(seq, 10).frames, folder / f"{seq}.mp4") for seq in ("car-shadow", "libby")}
 
 
+@pytest.fixture(scope="session")
+def small_videos(tmp_path_factory, davis_frames):
+    """Three 4-frame mp4 clips at 428x240 (DAVIS JPEGs shrunk): {"blackswan"|"car-shadow"|"libby": Path}."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("small_videos")
+    clips = {}
+    for seq in ("blackswan", "car-shadow", "libby"):
+        frames = np.stack([cv2.resize(f, (428, 240), interpolation=cv2.INTER_AREA) for f in davis_frames(seq, 4).frames])
+        clips[seq] = write_mp4(frames, folder / f"{seq}.mp4")
+    return clips
+
+
 @pytest.fixture
 def video_dataset(blackswan_mp4, davis_videos):
     """A fresh fo.Dataset of three videos (blackswan.mp4 + two DAVIS clips) with metadata; deleted afterwards."""

@@ -147,3 +147,132 @@ def test_manage_models_lists_checkpoints_and_says_where_they_go(tmp_path, monkey
     assert "| deaott | deaot | yes |" in table and "| sam_vit_h | sam | no |" in table
     assert f"`{tmp_path / models.CHECKPOINTS['sam_vit_h'].file_name}`" in table
     assert result.result["downloaded"] == {} and result.result["failed"] == {}
+
+
+# --- end to end: real operators, real pipeline, random weights --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_files(sam_vit_b_random_ckpt, r50_deaotl_ckpt):
+    """Operator params naming the random-weight checkpoint files (operators load models themselves)."""
+    return {
+        "sam_model": "vit_b",
+        "sam_checkpoint": str(sam_vit_b_random_ckpt),
+        "tracker_model": "r50_deaotl",
+        "tracker_checkpoint": str(r50_deaotl_ckpt),
+        "device": "cpu",
+    }
+
+
+@pytest.fixture
+def small_dataset(small_videos):
+    """Three 4-frame 428x240 videos with metadata."""
+    dataset = fo.Dataset()
+    dataset.add_samples([fo.Sample(filepath=str(path)) for path in small_videos.values()])
+    dataset.compute_metadata()
+    yield dataset
+    dataset.delete()
+
+
+def pipeline_results(sample, prompts, model_files):
+    """What ``segment_and_track`` itself gives for the sample (the reference for stored labels)."""
+    from samtrack_ops.pipeline import segment_and_track
+
+    options = {k: v for k, v in model_files.items()}
+    return list(segment_and_track(sample.filepath, prompts, "interactive", **options))
+
+
+def assert_stored_like_pipeline(sample, field, reference, with_seg):
+    """Every frame stored, masks = the pipeline's label maps pixel for pixel, track IDs stable."""
+    from samtrack_ops.fiftyone.storage import detections_to_label_map
+
+    sample.reload()
+    shape = (sample.metadata.frame_height, sample.metadata.frame_width)
+    assert len(reference) == sample.metadata.total_frame_count
+    assert sum(frame[field] is not None for frame in sample.frames.values()) == len(reference)
+    label_of_track = {}
+    for result in reference:
+        frame = sample.frames[result.frame_index + 1]
+        detections = frame[field].detections
+        assert np.array_equal(detections_to_label_map(frame[field], shape), result.label_map)
+        if with_seg:
+            assert np.array_equal(frame[f"{field}_seg"].mask, result.label_map)
+        assert [d.index for d in detections] == [o.id for o in result.objects]
+        for detection, obj in zip(detections, result.objects):
+            assert detection.label == obj.label and detection.confidence == pytest.approx(obj.score)
+            assert label_of_track.setdefault(detection.index, detection.label) == detection.label
+    return label_of_track
+
+
+def test_track_objects_with_form_prompts(small_dataset, model_files, sam_vit_b_random_ckpt):
+    from samtrack_ops import models
+
+    sample = small_dataset.first()
+    params = {
+        "target": "CURRENT_SAMPLE",
+        "mode": "interactive",
+        "prompt_frame": 1,
+        "clicks": [{"x": 210, "y": 120, "positive": True, "object": 1}, {"x": 30, "y": 20, "positive": False, "object": 1}],
+        "boxes": [{"x0": 10, "y0": 150, "x1": 120, "y1": 230, "label": "rock"}],
+        "label_field": "tracks",
+        "store_seg": True,
+        **model_files,
+    }
+    ctx = {"dataset": small_dataset, "current_sample": sample.id, "params": params}
+    result = foo.execute_operator(TRACK, ctx=ctx)
+    assert result.result == {"label_field": "tracks", "done": 1, "skipped": 0}
+
+    prompts = [Click(frame=0, points=[[210, 120], [30, 20]], labels=[1, 0], label="object 1"),
+               Box(frame=0, box_xyxy=[10, 150, 120, 230], label="rock")]
+    tracks = assert_stored_like_pipeline(sample, "tracks", pipeline_results(sample, prompts, model_files), True)
+    assert set(tracks.values()) <= {"object 1", "rock"}
+    assert small_dataset.count("frames.tracks") == 4  # only the current sample was processed
+
+    info = small_dataset.get_run_info("samtrack_tracks")
+    assert info.config.mode == "interactive" and info.config.label_field == "tracks"
+    assert info.config.models["sam"] == {"name": "sam_vit_b", "checkpoint": str(sam_vit_b_random_ckpt),
+                                         "sha256": models.sha256_of(sam_vit_b_random_ckpt)}
+    assert info.config.models["tracker"]["name"] == "r50_deaotl"
+    assert [p["type"] for p in info.config.prompts["all_videos"]] == ["click", "box"]
+    videos = small_dataset.load_run_results("samtrack_tracks").videos
+    assert videos[sample.id]["status"] == "done" and videos[sample.id]["frames"] == 4
+
+    again = foo.execute_operator(TRACK, ctx={**ctx, "params": {**params, "skip_existing": True}})
+    assert again.result == {"label_field": "tracks", "done": 0, "skipped": 1}
+
+
+def test_track_objects_with_prompts_from_label_fields(small_dataset, model_files):
+    sample = small_dataset[small_dataset.values("id")[1]]  # car-shadow, 428x240
+    frame = sample.frames[1]
+    frame["clicks"] = fo.Keypoints(keypoints=[
+        fo.Keypoint(label="car", points=[[0.45, 0.5], [0.5, 0.55]], index=1),
+        fo.Keypoint(label="negative", points=[[0.05, 0.05]], index=1),
+    ])
+    mask = np.zeros((30, 40), bool)
+    mask[5:25, 10:35] = True
+    frame["boxes"] = fo.Detections(detections=[
+        fo.Detection(label="tree", bounding_box=[0.7, 0.1, 0.2, 0.4]),
+        fo.Detection(label="shadow", bounding_box=[0.1, 0.7, 40 / 428, 30 / 240], mask=mask),
+    ])
+    frame["scribbles"] = fo.Polylines(polylines=[fo.Polyline(label="road", points=[[[0.1, 0.9], [0.9, 0.95]]])])
+    sample.save()
+
+    params = {
+        "target": "SELECTED_SAMPLES",
+        "prompt_source": "fields",
+        "keypoints_field": "clicks",
+        "detections_field": "boxes",
+        "polylines_field": "scribbles",
+        "label_field": "from_fields",
+        **model_files,
+    }
+    result = foo.execute_operator(TRACK, ctx={"dataset": small_dataset, "selected": [sample.id], "params": params})
+    assert result.result["done"] == 1
+
+    prompts = prompts_from_fields(sample, FieldPrompts("clicks", "boxes", "scribbles"))
+    assert sorted(type(p).__name__ for p in prompts) == ["Box", "Click", "Mask", "Stroke"]
+    tracks = assert_stored_like_pipeline(sample, "from_fields", pipeline_results(sample, prompts, model_files), False)
+    assert set(tracks.values()) <= {"car", "tree", "shadow", "road"}
+    assert small_dataset.get_run_info("samtrack_from_fields").config.prompts == {
+        "fields": {"keypoints_field": "clicks", "detections_field": "boxes", "polylines_field": "scribbles"}
+    }

@@ -17,9 +17,11 @@ Records, so a user can see how a field was made:
 Scale-out on FiftyOne's delegated operations (:func:`queue_videos`): one ``track_objects`` operation is
 queued per video, so any number of ``fiftyone delegated launch`` workers sharing the database each claim
 different videos (FiftyOne claims a queued operation atomically). A worker that dies mid-video leaves its
-operation RUNNING and its staged write behind: :func:`recover` (run automatically at the start of every
-``track_samples`` call, so by the next video any live worker starts) discards the staged write, marks the
-operation FAILED and queues it again.
+operation RUNNING and its staged write behind: :func:`recover` (run automatically at the start and end of
+every ``track_samples`` call, so whenever any live worker starts or finishes a video) discards the staged
+write, marks the operation FAILED and queues it again. Workers on other hosts are judged dead after
+``stale_after`` seconds without a heartbeat; ``samtrack_ops.fiftyone.recover(dataset)`` also runs it
+by hand.
 """
 
 import hashlib
@@ -27,6 +29,7 @@ import json
 import re
 
 import numpy as np
+from bson import ObjectId
 
 import fiftyone.core.odm as foo
 
@@ -309,6 +312,7 @@ def track_samples(
 
     if record_run:
         save_run_record(dataset, label_field, mode, options, model_record, prompts, store_seg, videos)
+    recover(dataset, stale_after=stale_after)
     return {sample_id: info["status"] for sample_id, info in videos.items()}
 
 
@@ -340,7 +344,7 @@ def recover(dataset=None, stale_after=staging.DEFAULT_STALE_AFTER):
         ``{"writes": [journal entries handled], "requeued": [new operation IDs]}``
     """
     from fiftyone.operators.delegated import DelegatedOperationService
-    from fiftyone.operators.executor import ExecutionRunState
+    from fiftyone.operators.executor import ExecutionResult, ExecutionRunState
 
     service = DelegatedOperationService()
     requeued = []
@@ -349,8 +353,8 @@ def recover(dataset=None, stale_after=staging.DEFAULT_STALE_AFTER):
         if entry.get("operation_id") is None:
             continue
         failed = service.set_failed(
-            doc_id=entry["operation_id"],
-            result={"error": "samtrack: the worker died mid-video; the video was queued again"},
+            doc_id=ObjectId(entry["operation_id"]),
+            result=ExecutionResult(error="samtrack: the worker died mid-video; the video was queued again"),
             required_state=ExecutionRunState.RUNNING,
         )
         if failed is not None:

@@ -16,8 +16,9 @@ entry (collection ``samtrack_writes``) records the dataset, sample, fields and w
 leftovers are cleaned on the next run. Each entry also *locks* its ``(dataset, sample, field)`` triples
 (a unique index), so two writers can never write the same field of the same video at once.
 
-A writer is *gone* when it ran on this host and its process no longer exists, or when its heartbeat (one
-per staged batch) is older than ``stale_after`` seconds (writers on other hosts).
+A writer is *gone* when it ran on this host and its process no longer exists, or when its heartbeat
+(refreshed at most every ``HEARTBEAT_SECONDS`` while frames arrive) is older than ``stale_after`` seconds
+(writers on other hosts).
 """
 
 import datetime
@@ -37,6 +38,7 @@ JOURNAL_COLLECTION = "samtrack_writes"
 RECORDS_COLLECTION = "samtrack_videos"
 STAGED_COLLECTION = "samtrack_staged_frames"
 DEFAULT_STALE_AFTER = 600.0
+HEARTBEAT_SECONDS = 30.0
 LABEL_TYPES = {"Detections": fo.Detections, "Segmentation": fo.Segmentation}
 
 
@@ -98,6 +100,7 @@ class VideoWrite:
         self._pending = []
         self._journal, self._staged = _collections()
         self._committed = False
+        self._last_heartbeat = _now()
 
     def __enter__(self):
         dataset_id = str(self.dataset._doc.id)
@@ -134,12 +137,18 @@ class VideoWrite:
         self._pending.append({"write": self._token, "frame_number": int(frame_number), "labels": documents})
         if len(self._pending) >= self.batch_size:
             self._flush()
+        elif (_now() - self._last_heartbeat).total_seconds() > HEARTBEAT_SECONDS:
+            self._beat()
 
     def _flush(self):
         if self._pending:
             self._staged.insert_many(self._pending, ordered=False)
             self._pending = []
-        self._journal.update_one({"_id": self._token}, {"$set": {"heartbeat": _now()}})
+        self._beat()
+
+    def _beat(self):
+        self._last_heartbeat = _now()
+        self._journal.update_one({"_id": self._token}, {"$set": {"heartbeat": self._last_heartbeat}})
 
     def commit(self):
         """Copies every staged frame into the dataset and releases the lock."""

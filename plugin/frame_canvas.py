@@ -89,15 +89,18 @@ def figure(image, frame_size):
     source = "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii")
     scale = width / image.shape[1]
     cell = max(height, width) / CLICK_CELLS
+    cell_x = np.arange(0, width, cell) + cell / 2
+    cell_y = np.arange(0, height, cell) + cell / 2
     image_trace = {
-        "type": "image", "source": source, "x0": 0, "y0": 0, "dx": scale, "dy": scale, "hoverinfo": "skip",
+        "type": "image", "source": source, "x0": scale / 2, "y0": scale / 2, "dx": scale, "dy": scale,  # pixel centres
+        "hoverinfo": "skip",
     }
     click_trace = {
         "type": "heatmap",
         "name": "frame",
-        "x": (np.arange(0, width, cell) + cell / 2).round(1).tolist(),
-        "y": (np.arange(0, height, cell) + cell / 2).round(1).tolist(),
-        "z": np.zeros((len(np.arange(0, height, cell)), len(np.arange(0, width, cell))), np.uint8).tolist(),
+        "x": cell_x.round(1).tolist(),
+        "y": cell_y.round(1).tolist(),
+        "z": np.zeros((len(cell_y), len(cell_x)), np.uint8).tolist(),
         "opacity": 0,
         "showscale": False,
         "hoverinfo": "none",

@@ -133,7 +133,7 @@ class ClickPromptPanel(foo.Panel):
             message = f"Queued {len(queued)} delegated operation(s); run `fiftyone delegated launch` to process them."
         else:
             ctx.trigger(TRACK_OPERATOR_URI, params={"run": {**run, "sample_ids": [sample_id]}})
-            message = f"Tracking {len(objects)} object(s) into frames.{run['label_field']}..."
+            message = f"Tracking {len(objects)} object(s); frames.{run['label_field']} appears in the sidebar when done."
         ctx.panel.set_state("message", message)
 
     # ---- state ------------------------------------------------------------------------------------
@@ -189,6 +189,10 @@ class ClickPromptPanel(foo.Panel):
         frame_number = ctx.panel.get_state("frame_number") or 1
         try:
             frame = frame_canvas.read_frame(sample.filepath, frame_number)
+        except ValueError as error:
+            ctx.panel.set_state("message", str(error))
+            return
+        try:
             masks, summary = self._masks(ctx, frame, frame_number)
             message = None
         except USER_ERRORS as error:

@@ -28,6 +28,17 @@ def _upsample(logits, output_size, align_corners):
     return F.interpolate(logits, size=output_size, mode="bilinear", align_corners=align_corners)
 
 
+def _first_argmax(maps):
+    """maps: (C, H, W) -> (max (H, W), first index of the max (H, W) int64), channel by channel
+    (argmax over a strided channel axis of full-size maps is slow on CPU)."""
+    best, best_index = maps[0].clone(), torch.zeros(maps.shape[1:], dtype=torch.long, device=maps.device)
+    for index in range(1, maps.shape[0]):
+        better = maps[index] > best
+        best = torch.where(better, maps[index], best)
+        best_index.masked_fill_(better, index)
+    return best, best_index
+
+
 def label_map_from_logits(engine_logits, object_counts, output_size, align_corners):
     """Label map (H, W) int64 at output_size from per-engine logits (1, 11, h, w).
 
@@ -36,14 +47,14 @@ def label_map_from_logits(engine_logits, object_counts, output_size, align_corne
     """
     if len(engine_logits) == 1:
         live = engine_logits[0][:, : object_counts[0] + 1]
-        return _upsample(live, output_size, align_corners)[0].argmax(dim=0)
+        return _first_argmax(_upsample(live, output_size, align_corners)[0])[1]
     background = best_logit = best_id = None
     for index, (logits, count) in enumerate(zip(engine_logits, object_counts)):
         probabilities = torch.softmax(_upsample(logits[:, : count + 1], output_size, align_corners)[0], dim=0)
         background = probabilities[0] if background is None else background * probabilities[0]
         if count == 0:
             continue
-        engine_logit, engine_best = torch.logit(probabilities[1:].clamp(_CLAMP, 1 - _CLAMP)).max(dim=0)
+        engine_logit, engine_best = _first_argmax(torch.logit(probabilities[1:].clamp(_CLAMP, 1 - _CLAMP)))
         engine_best += index * MAX_OBJECTS_PER_ENGINE + 1
         if best_logit is None:
             best_logit, best_id = engine_logit, engine_best

@@ -11,11 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def silu(x):
-    """x * sigmoid(x), the gate activation of DeAOT."""
-    return x * torch.sigmoid(x)
-
-
 class DepthwiseConv(nn.Module):
     """5x5 depthwise convolution applied to tokens laid out on their 2-D grid (weights in ``.conv``)."""
 
@@ -25,10 +20,9 @@ class DepthwiseConv(nn.Module):
 
     def forward(self, tokens, size_2d):
         """tokens: (B, L, C), size_2d = (h, w) with h * w = L -> (B, L, C)."""
-        height, width = size_2d
-        batch, _, channels = tokens.shape
-        grid = tokens.transpose(1, 2).reshape(batch, channels, height, width)
-        return self.conv(grid).flatten(2).transpose(1, 2)
+        batch, length, channels = tokens.shape
+        grid = tokens.view(batch, *size_2d, channels).permute(0, 3, 1, 2)  # channels-last, no copy
+        return self.conv(grid).permute(0, 2, 3, 1).reshape(batch, length, channels)
 
 
 class GlobalGatedPropagation(nn.Module):
@@ -65,7 +59,7 @@ class GlobalGatedPropagation(nn.Module):
         merged = torch.cat(
             [part1.view(batch, length, heads, -1), part2.view(batch, length, heads, -1)], dim=-1
         )
-        return silu(merged.view(batch, length, self.expanded))
+        return F.silu(merged.view(batch, length, self.expanded))
 
     def forward(self, query, key, value, gate, size_2d):
         """query: (B, L, Cq), key: (B, N, Cq), value: (B, N, Cv), gate: (B, L, Cv) -> (B, L, d_vu).

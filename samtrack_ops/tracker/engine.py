@@ -59,6 +59,13 @@ class ObjectGroupEngine:
             return 0
         return self.long_term[0].key.shape[1] // self.pending[0].key.shape[1]
 
+    @property
+    def memory_bytes(self):
+        """Bytes held in long- and short-term memory tensors (shared tensors counted once)."""
+        held = [self.long_term or [], self.short_term or []]
+        parts = {part.data_ptr(): part for layers in held for memory in layers for part in memory}
+        return sum(part.numel() * part.element_size() for part in parts.values())
+
     def _id_embedding(self, label_map):
         channels = min(int(label_map.max()), MAX_OBJECTS_PER_ENGINE) + 1
         return self.network.identity_embedding(one_hot(label_map, channels))

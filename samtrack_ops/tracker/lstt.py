@@ -6,9 +6,10 @@ Token layout (B, L, C), L = h * w row-major. Names match the official checkpoint
 import typing
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from samtrack_ops.tracker.attention import GlobalGatedPropagation, silu
+from samtrack_ops.tracker.attention import GlobalGatedPropagation
 from samtrack_ops.tracker.local_attention import LocalGatedPropagation
 from samtrack_ops.tracker.normalization import TokenGroupNorm
 
@@ -16,12 +17,12 @@ from samtrack_ops.tracker.normalization import TokenGroupNorm
 class LayerMemory(typing.NamedTuple):
     """What one layer remembers of one or more frames, frames concatenated along tokens.
 
-    key: (B, N, heads * d_att); value: (B, N, 2 * d_model) visual; id_value: (B, N, 2 * d_model).
+    key: (B, N, heads * d_att); value: (B, N, 4 * d_model), the visual value then the identity
+    value (2 * d_model each), kept concatenated as the attention consumes them.
     """
 
     key: torch.Tensor
     value: torch.Tensor
-    id_value: torch.Tensor
 
 
 class PendingMemory(typing.NamedTuple):
@@ -69,10 +70,10 @@ class GatedPropagationLayer(nn.Module):
     def fuse_identity(self, pending, id_emb):
         """Turns a PendingMemory into a LayerMemory with the ID embedding id_emb (B, L, d_model)."""
         if pending.id_input is None:
-            id_value = silu(self.linear_ID_V(id_emb))
+            id_value = F.silu(self.linear_ID_V(id_emb))
         else:
-            id_value = silu(self.linear_ID_V(torch.cat([pending.id_input, id_emb], dim=2)))
-        return LayerMemory(pending.key, pending.value, id_value)
+            id_value = F.silu(self.linear_ID_V(torch.cat([pending.id_input, id_emb], dim=2)))
+        return LayerMemory(pending.key, torch.cat([pending.value, id_value], dim=-1))
 
     def forward(self, tokens, id_tokens, long_term, short_term, size_2d, id_emb=None):
         """Propagates one frame.
@@ -85,26 +86,22 @@ class GatedPropagationLayer(nn.Module):
         """
         normed = self.norm1(tokens)
         query, value = torch.split(self.linear_QV(normed), self.split_qv, dim=2)
-        value = silu(value)
+        value = F.silu(value)
         gate = self.linear_U(normed)
         if id_tokens is None:
             id_input = None
-            gate = torch.cat([silu(gate), torch.ones_like(gate)], dim=-1)
+            gate = torch.cat([F.silu(gate), torch.ones_like(gate)], dim=-1)
             id_tokens = 0
         else:
             id_input = self.id_norm1(id_tokens)
-            gate = silu(torch.cat([gate, self.linear_ID_U(id_input)], dim=-1))
+            gate = F.silu(torch.cat([gate, self.linear_ID_U(id_input)], dim=-1))
         pending = PendingMemory(query, value, id_input)
         own_memory = None
         if id_emb is not None:
             long_term = short_term = own_memory = self.fuse_identity(pending, id_emb)
 
-        long_out = self.long_term_attn(
-            query, long_term.key, torch.cat([long_term.value, long_term.id_value], dim=-1), gate, size_2d
-        )
-        short_out = self.short_term_attn(
-            query, short_term.key, torch.cat([short_term.value, short_term.id_value], dim=-1), gate, size_2d
-        )
+        long_out = self.long_term_attn(query, long_term.key, long_term.value, gate, size_2d)
+        short_out = self.short_term_attn(query, short_term.key, short_term.value, gate, size_2d)
         propagated = long_out + short_out
         tokens = tokens + propagated[..., : self.d_model]
         id_tokens = id_tokens + propagated[..., self.d_model :]

@@ -20,11 +20,23 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels) - eps)
 
+    def scale_and_shift(self):
+        """(scale, shift) with forward(x) == x * scale + shift per channel: two (C,) tensors."""
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        return scale, self.bias - self.running_mean * scale
+
     def forward(self, x):
         """x: (B, C, H, W) -> (B, C, H, W)."""
-        return F.batch_norm(
-            x, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.eps
-        )
+        scale, shift = self.scale_and_shift()
+        return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+
+
+def conv_frozen_bn(x, conv, norm):
+    """norm(conv(x)) as one convolution with the frozen batch norm folded into the conv weights."""
+    scale, shift = norm.scale_and_shift()
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    weight = conv.weight * scale.view(-1, 1, 1, 1)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class TokenGroupNorm(nn.Module):

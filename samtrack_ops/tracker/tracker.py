@@ -46,6 +46,11 @@ class Tracker:
         return [engine.long_term_frames for engine in self._engine.engines]
 
     @property
+    def memory_bytes(self):
+        """Bytes of all long- and short-term memory tensors (bounded by the memory options)."""
+        return sum(engine.memory_bytes for engine in self._engine.engines)
+
+    @property
     def last_lstt_outputs(self):
         """Final LSTT output of the last propagated or referenced frame per object group, for
         inspection: list of (h * w, 2 * embed_dim) tensors, tokens row-major, identity half last."""

@@ -223,3 +223,48 @@ def test_writer_killed_while_committing_is_completed_by_recovery(video_sample, d
     handled = staging.recover_interrupted_writes(dataset)
     assert [entry["state"] for entry in handled] == ["committing"]
     assert [m.max() for m in _stored_maps(dataset)] == list(range(1, 9))
+
+
+CONCURRENT_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np, fiftyone as fo
+    from samtrack_ops.fiftyone import staging
+    from samtrack_ops.fiftyone.runs import save_run_record
+    from samtrack_ops.fiftyone.storage import frame_documents
+
+    dataset = fo.load_dataset(sys.argv[1])
+    field, track_id = sys.argv[2], int(sys.argv[3])
+    for sample_id in dataset.values("id"):
+        with staging.VideoWrite(dataset, sample_id, {field: "Detections", field + "_seg": "Segmentation"}, batch_size=5) as write:
+            for number in range(1, 41):
+                label_map = np.zeros((48, 64), np.uint8)
+                label_map[number % 40 : number % 40 + 5, 3:9] = track_id
+                write.add(number, frame_documents(label_map, None, field, field + "_seg"))
+            write.commit()
+    save_run_record(dataset, field, "interactive", {}, {}, None, True, {})
+    """
+)
+
+
+def test_concurrent_runs_on_different_fields_do_not_interfere(shared_dir):
+    dataset = fo.Dataset(f"concurrent-{uuid.uuid4().hex[:8]}")
+    dataset.add_samples([fo.Sample(filepath=str(shared_dir / "data" / "blackswan.mp4")) for _ in range(3)])
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        writers = [
+            subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, dataset.name, field, str(track_id)], env=env,
+                             stderr=subprocess.PIPE)
+            for field, track_id in (("first", 3), ("second", 4))
+        ]
+        for writer in writers:
+            assert writer.wait() == 0, writer.stderr.read().decode()[-2000:]
+        dataset.reload()
+        schema = dataset.get_frame_field_schema()
+        assert {"first", "first_seg", "second", "second_seg"} <= set(schema)
+        assert {"samtrack_first", "samtrack_second"} <= set(dataset.list_runs())
+        for field, track_id in (("first", 3), ("second", 4)):
+            assert dataset.count(f"frames.{field}.detections") == 3 * 40
+            assert dataset.distinct(f"frames.{field}.detections.index") == [track_id]
+    finally:
+        dataset.delete()

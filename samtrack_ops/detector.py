@@ -59,7 +59,14 @@ def build_groundingdino(detector_model="groundingdino_swint_ogc", text_encoder="
     config.text_encoder_type = str(text_encoder)
     config.device = "cpu"
     config.use_checkpoint = config.use_transformer_ckpt = False  # gradient checkpointing: training only
-    return build_model(config).eval()
+    try:
+        return build_model(config).eval()
+    except OSError as error:  # transformers could neither find the folder nor download the name
+        raise models.MissingCheckpointError(
+            f"Grounding-DINO's text encoder {text_encoder!r} could not be loaded ({error}). On a machine without "
+            f"network access, save bert-base-uncased elsewhere with transformers' save_pretrained (model and "
+            f"tokenizer) and point text_encoder_path (CLI: --text-encoder) or env {models.TEXT_ENCODER_ENV} at "
+            f"that folder.") from error
 
 
 def load_detector(detector_model="groundingdino_swint_ogc", checkpoint=None, text_encoder_path=None, device=None,

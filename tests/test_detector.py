@@ -130,3 +130,11 @@ def test_swinb_config_is_selectable(tiny_bert_dir):
 
 def _area(box):
     return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def test_unreachable_text_encoder_says_how_to_provide_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
+    with pytest.raises(models.MissingCheckpointError, match="text_encoder_path") as raised:
+        build_groundingdino("groundingdino_swint_ogc", "bert-base-uncased")
+    assert models.TEXT_ENCODER_ENV in str(raised.value)

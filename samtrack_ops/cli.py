@@ -212,7 +212,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         run(args)
-    except (InputError, PromptError) as error:
+    except (InputError, PromptError, models.CheckpointError) as error:
         print(f"samtrack: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0

@@ -1,0 +1,184 @@
+"""The FiftyOne App for real: the plugin driven in headless Chromium against a live App server.
+
+One App server (``tests/app_server.py``) serves a one-video dataset (4 frames of blackswan, 428x240,
+H.264) from this session's throwaway database with this checkout as a plugin. Models are random-weight
+real architectures (SAM ViT-B, R50-DeAOT-L) given to the forms as checkpoint files. Screenshots go to
+``artifacts/screenshots/`` (also on failure).
+"""
+
+import contextlib
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from app_server import AppServer, chromium_context, chromium_path
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+CLIP_FRAMES = 4
+LOAD_TIMEOUT_MS = 90_000
+RUN_TIMEOUT_MS = 300_000  # random-weight SAM ViT-B + DeAOT on a loaded 2-core CPU
+
+
+@pytest.fixture(scope="module")
+def browser_dataset(blackswan_mp4, tmp_path_factory):
+    """A persistent one-video dataset the App server can read: a 4-frame 428x240 H.264 clip."""
+    import fiftyone as fo
+
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is missing: the FiftyOne App needs it for video datasets (apt-get install ffmpeg)")
+    clip = tmp_path_factory.mktemp("browser") / "blackswan_clip.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(blackswan_mp4), "-frames:v", str(CLIP_FRAMES),
+         "-vf", "scale=428:240", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)],
+        check=True,
+    )
+    dataset = fo.Dataset("samtrack-browser")
+    dataset.persistent = True
+    dataset.add_sample(fo.Sample(filepath=str(clip)))
+    dataset.compute_metadata()
+    yield dataset
+    dataset.delete()
+
+
+@pytest.fixture(scope="module")
+def app_server(browser_dataset, tmp_path_factory):
+    with AppServer(tmp_path_factory.mktemp("app") / "server.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium_path()  # a clear error when Chromium is missing
+    with playwright_api.sync_playwright() as playwright:
+        with chromium_context(playwright, tmp_path_factory.mktemp("chromium-profile")) as context:
+            yield context
+
+
+@pytest.fixture
+def page(browser, app_server, browser_dataset):
+    """A fresh tab showing the dataset."""
+    tab = browser.new_page()
+    tab.set_default_timeout(LOAD_TIMEOUT_MS)
+    tab.goto(f"{app_server.url}/datasets/{browser_dataset.name}")
+    tab.get_by_text("1 sample").wait_for()
+    dismiss = tab.get_by_text("Dismiss", exact=True)
+    if dismiss.count():
+        dismiss.click()
+    if tab.locator("#modal.modalon").count():  # the App restores a video left open by an earlier test
+        tab.keyboard.press("Escape")
+        tab.locator("#modal.modalon").wait_for(state="detached")
+    yield tab
+    tab.close()
+
+
+@contextlib.contextmanager
+def screenshot_on_failure(page, app_server, name):
+    """Saves ``FAILED-<name>.png`` and adds the App server's log to the error when the block fails."""
+    try:
+        yield
+    except Exception as error:
+        _screenshot(page, f"FAILED-{name}")
+        raise AssertionError(f"{error}\n--- App server log ---\n{app_server.log_tail()}") from error
+
+
+def _screenshot(page, name):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def _input(scope, label):
+    """The input element of the form field whose label text is ``label``."""
+    return scope.locator(
+        f"xpath=.//*[normalize-space(text())='{label}']/ancestor::div[.//input][1]//input"
+    ).first
+
+
+def test_track_objects_form(page, app_server, browser_dataset, sam_vit_b_random_ckpt, r50_deaotl_ckpt):
+    """Operator browser -> track_objects -> typed click prompt -> Execute -> a new frame field in the App."""
+    with screenshot_on_failure(page, app_server, "track_objects_form"):
+        page.keyboard.press("`")
+        page.get_by_placeholder("Search operations by name...").fill("segment and track")
+        page.get_by_text("samtrack: segment and track objects").first.click()
+        form = page.locator("form")
+        form.get_by_text("Key frame number (first frame = 1)").wait_for()
+        page.get_by_role("button", name="Add clicks").click()
+        _input(form, "x (pixels)").press_sequentially("264")
+        _input(form, "y (pixels)").press_sequentially("131")
+        _input(form, "sam_checkpoint").fill(str(sam_vit_b_random_ckpt))
+        _input(form, "tracker_checkpoint").fill(str(r50_deaotl_ckpt))
+        _input(form, "Output frame field").fill("browser_tracks")
+        execute = page.get_by_role("button", name="Execute", exact=True)
+        playwright_api.expect(execute).to_be_enabled()
+        _input(form, "x (pixels)").scroll_into_view_if_needed()
+        _screenshot(page, "track_objects_form")
+        started = time.monotonic()
+        execute.click()
+        page.get_by_text("frames.browser_tracks", exact=True).wait_for(timeout=RUN_TIMEOUT_MS)
+        print(f"track_objects from the App form: {time.monotonic() - started:.0f} s")
+        page.get_by_role("button", name="Close", exact=True).click()
+
+        browser_dataset.reload()
+        assert browser_dataset.has_frame_field("browser_tracks")
+        frames = browser_dataset.first().frames
+        tracked = [frames[n]["browser_tracks"] for n in range(1, CLIP_FRAMES + 1)]
+        assert all(labels is not None for labels in tracked), "every frame of the clip gets a Detections"
+        assert tracked[0].detections, "the clicked object is on its key frame"
+        assert {d.index for d in tracked[0].detections} == {1}
+
+        page.locator("[data-cy='looker']").first.click()  # open the video: labels drawn on the frame
+        modal_entry = page.locator("[data-cy='sidebar-field-container-frames.browser_tracks']").last
+        count = modal_entry.locator("[data-cy='entry-count-all']")
+        playwright_api.expect(count).to_have_text(str(CLIP_FRAMES))  # frames with labels, in the open video
+        page.wait_for_timeout(2000)  # let the player draw the first frame's labels
+        _screenshot(page, "tracked_labels_in_app")
+        page.keyboard.press("Escape")
+        page.locator("#modal.modalon").wait_for(state="detached")
+
+
+def _frame_image_source(page):
+    return page.locator(".js-plotly-plot .imagelayer image, .js-plotly-plot g.im image").first.get_attribute("href")
+
+
+def test_click_prompt_panel(page, app_server, browser_dataset, sam_vit_b_random_ckpt, r50_deaotl_ckpt):
+    """Panel: a click on the frame shows SAM's mask preview; Track queues the named object (delegated)."""
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    with screenshot_on_failure(page, app_server, "click_prompt_panel"):
+        page.locator("[data-cy='new-panel-btn']").first.click()
+        page.locator("[data-cy='new-panel-option-click_prompt_panel']").click()
+        clickable_frame = page.locator(".js-plotly-plot .nsewdrag").first
+        clickable_frame.wait_for()
+        frame_before = _frame_image_source(page)
+        _input(page, "SAM checkpoint (empty = model cache)").fill(str(sam_vit_b_random_ckpt))
+        _input(page, "DeAOT checkpoint (empty = model cache)").fill(str(r50_deaotl_ckpt))
+        _input(page, "Output frame field").fill("panel_tracks")
+
+        clickable_frame.scroll_into_view_if_needed()
+        box = clickable_frame.bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 264 / 428, box["y"] + box["height"] * 131 / 240)
+        page.get_by_text("Preview of 'object' on frame 1").wait_for(timeout=RUN_TIMEOUT_MS)
+        assert _frame_image_source(page) != frame_before, "the frame is redrawn with the mask and the click"
+        clickable_frame.scroll_into_view_if_needed()
+        _screenshot(page, "panel_click_preview")
+
+        _input(page, "Object name").fill("swan")
+        page.get_by_role("button", name="Add object").click()
+        page.get_by_role("button", name="Remove last object").wait_for()
+        page.get_by_label("Run as a delegated operation").check()
+        page.get_by_role("button", name="Track", exact=True).click()
+        page.get_by_text("Queued 1 delegated operation").wait_for()
+        _screenshot(page, "panel_track_queued")
+
+    operations = DelegatedOperationService().list_operations(dataset_name=browser_dataset.name)
+    [operation] = [op for op in operations if op.operator.endswith("/track_objects")]
+    run = operation.context.request_params["params"]["run"]
+    assert run["label_field"] == "panel_tracks"
+    assert run["sample_ids"] == [browser_dataset.first().id]
+    assert [(p["label"], p["frame"]) for p in run["prompts"]] == [("swan", 0)]

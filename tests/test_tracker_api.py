@@ -39,10 +39,10 @@ def frames(count, size=SMALL, seed=0):
     return [np.ascontiguousarray(base[i * 2 : i * 2 + size[0], i : i + size[1]]) for i in range(count)]
 
 
-def boxes(ids, size=SMALL, seed=0):
-    """Label map (H, W) uint8 with one random rectangle per id (later ids on top)."""
+def boxes(ids, size=SMALL, seed=0, dtype=np.uint8):
+    """Label map (H, W) with one random rectangle per id (later ids on top)."""
     rng = np.random.default_rng(seed)
-    label_map = np.zeros(size, np.uint8)
+    label_map = np.zeros(size, dtype)
     for object_id in ids:
         y, x = rng.integers(0, size[0] - 20), rng.integers(0, size[1] - 20)
         label_map[y : y + rng.integers(10, 40), x : x + rng.integers(10, 60)] = object_id
@@ -201,6 +201,14 @@ def test_non_contiguous_ids_up_to_255(network):
     tracker.update_memory(reference)
 
 
+def test_ids_above_255_give_uint16_label_maps(network):
+    clip, reference = frames(2), boxes([1, 300], dtype=np.uint16)
+    tracker = Tracker(network)
+    tracker.add_reference(clip[0], reference)
+    labels = tracker.track(clip[1])
+    assert tracker.object_count == 300 and labels.dtype == np.uint16 and labels.max() <= 300
+
+
 def test_incremental_reference_adds_objects_and_groups_mid_video(network):
     clip = frames(4)
     tracker = Tracker(network)
@@ -244,8 +252,10 @@ def test_bad_inputs_raise_clear_errors(network):
         tracker.add_reference(clip[0].astype(np.float32), boxes([1]))
     with pytest.raises(ValueError, match="shape"):
         tracker.add_reference(clip[0], np.zeros((10, 10), np.uint8))
-    with pytest.raises(ValueError, match="0 \\(background\\) to 255"):
-        tracker.add_reference(clip[0], boxes([1]).astype(np.int32) * 300)
+    with pytest.raises(ValueError, match="0 \\(background\\) to 65535"):
+        tracker.add_reference(clip[0], boxes([1]).astype(np.int32) * 70000)
+    with pytest.raises(ValueError, match="0 \\(background\\) to 65535"):
+        tracker.add_reference(clip[0], boxes([1]).astype(np.int32) * -1)
     tracker.add_reference(clip[0], boxes([1, 2]))
     with pytest.raises(ValueError, match="reset"):
         tracker.track(frames(1, size=(64, 64))[0])

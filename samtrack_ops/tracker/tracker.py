@@ -10,13 +10,15 @@ from samtrack_ops.tracker.engine import MultiObjectEngine, split_object_count
 from samtrack_ops.tracker.network import build_network
 from samtrack_ops.tracker.transforms import check_frame, network_input_size, preprocess_frame, resize_label_map
 
-MAX_OBJECT_ID = 255
+MAX_OBJECT_ID = 65535
 
 
 class Tracker:
     """Tracks objects given as label maps through a stream of frames (SAM-Track's DeAOT usage).
 
-    Frames are (H, W, 3) uint8 RGB; label maps (H, W) integer ids, 0 = background, ids <= 255.
+    Frames are (H, W, 3) uint8 RGB; label maps (H, W) integer ids, 0 = background. Returned label
+    maps are uint8 while all ids are <= 255, else uint16 (ids up to 65535; every 10 ids up to the
+    largest one cost one object group).
     Memory holds the configured long-term frames plus one short-term frame per object group;
     nothing else of past frames is kept.
     """
@@ -110,7 +112,7 @@ class Tracker:
 
     @torch.inference_mode()
     def track(self, frame, update_memory=True, return_logits=False):
-        """Segments the tracked objects in frame (H, W, 3) -> label map (H, W) uint8.
+        """Segments the tracked objects in frame (H, W, 3) -> label map (H, W) uint8 (uint16 above id 255).
 
         With update_memory the prediction is stored as the frame's memory (as SAM-Track does after
         every frame). With return_logits also returns the logits before argmax at the stride-4 grid:
@@ -125,7 +127,7 @@ class Tracker:
         engine_logits = self._engine.decode()
         counts = split_object_count(self.object_count, len(engine_logits))
         labels = label_map_from_logits(engine_logits, counts, self._frame_size, self.network.config.align_corners)
-        label_map = labels.to(torch.uint8).cpu().numpy()
+        label_map = labels.cpu().numpy().astype(np.uint8 if self.object_count <= 255 else np.uint16)
         if update_memory:
             self.update_memory(label_map)
         if return_logits:

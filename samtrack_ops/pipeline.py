@@ -272,14 +272,15 @@ class SamTrackRun:
             if frame is None:
                 raise PromptError(f"a prompt is on frame {self.last_prompted}, but the video has only {index} "
                                   f"frames (0..{index - 1})")
-            self._check_frame_size(frame)
+            self.check_frame_size(frame)
             store.put(f"frame-{index}", frame)
             if index in self.prompts_by_frame:
                 key_objects[index] = self.prompter.objects(index, frame, self.prompts_by_frame[index])
                 self._remember_labels(key_objects[index])
         return key_objects
 
-    def _check_frame_size(self, frame):
+    def check_frame_size(self, frame):
+        """Remembers the first frame's (H, W) and checks every prompt against it."""
         if self.frame_size is None:
             self.frame_size = frame.shape[:2]
             for prompts in self.prompts_by_frame.values():
@@ -328,7 +329,7 @@ class ForwardPass:
 
     def step(self, index, frame, backward_results):
         """(label_map (H, W), {ID: score}) on frame ``index``: this pass merged with ``backward_results``."""
-        self.run._check_frame_size(frame)
+        self.run.check_frame_size(frame)
         self.backward = backward_results
         return self._merged(index, self._forward(index, frame))
 

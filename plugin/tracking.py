@@ -16,8 +16,8 @@ import fiftyone.operators.types as types
 
 from samtrack_ops import models
 from samtrack_ops.fiftyone import FieldPrompts, call_to_params, queue_videos, track_from_params
-from samtrack_ops.fiftyone.prompts import frame_size
-from samtrack_ops.fiftyone.runs import MODES
+from samtrack_ops.fiftyone.prompts import frame_size, prompt_from_json
+from samtrack_ops.fiftyone.runs import MODES, check_label_field
 from samtrack_ops.pipeline import PipelineOptions
 from samtrack_ops.prompts import Box, Click, PromptError, Text
 
@@ -151,6 +151,10 @@ def check_run(collection, run):
     """Problems that stop the run before it starts (InputProblem)."""
     if run["mode"] not in MODES:
         raise InputProblem(f"mode must be one of {MODES}")
+    try:
+        check_label_field(run["label_field"])
+    except ValueError as error:
+        raise InputProblem(str(error)) from None
     if collection.media_type != "video":
         raise InputProblem(
             f"track_objects works on videos; the target holds {collection.media_type} samples. "
@@ -170,8 +174,6 @@ def check_run(collection, run):
 
 
 def _check_inside_frame(sample, prompt_dicts):
-    from samtrack_ops.fiftyone.prompts import prompt_from_json
-
     size = frame_size(sample)
     for data in prompt_dicts:
         try:

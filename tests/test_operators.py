@@ -273,6 +273,7 @@ def test_track_objects_with_prompts_from_label_fields(small_dataset, model_files
     assert sorted(type(p).__name__ for p in prompts) == ["Box", "Click", "Mask", "Stroke"]
     tracks = assert_stored_like_pipeline(sample, "from_fields", pipeline_results(sample, prompts, model_files), False)
     assert set(tracks.values()) <= {"car", "tree", "shadow", "road"}
+    assert "from_fields_seg" not in small_dataset.get_frame_field_schema()
     assert small_dataset.get_run_info("samtrack_from_fields").config.prompts == {
         "fields": {"keypoints_field": "clicks", "detections_field": "boxes", "polylines_field": "scribbles"}
     }

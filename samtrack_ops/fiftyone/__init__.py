@@ -17,3 +17,21 @@ from samtrack_ops.fiftyone.storage import (
     label_map_to_detections,
     label_map_to_segmentation,
 )
+
+__all__ = [
+    "FieldPrompts",
+    "TRACK_OPERATOR_URI",
+    "VideoBusyError",
+    "call_to_params",
+    "detections_to_label_map",
+    "label_map_to_detections",
+    "label_map_to_segmentation",
+    "prompts_from_fields",
+    "queue_videos",
+    "recover",
+    "recover_interrupted_writes",
+    "run_key",
+    "track_from_params",
+    "track_samples",
+    "video_record",
+]

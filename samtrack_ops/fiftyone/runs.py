@@ -56,11 +56,20 @@ def run_key(label_field):
     return f"samtrack_{label_field}"
 
 
-def _check_label_field(label_field):
+def check_label_field(label_field):
     if not isinstance(label_field, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", label_field):
         raise ValueError(
             f"label field {label_field!r} must be a plain field name (letters, digits, _), e.g. 'samtrack'"
         )
+
+
+def _check_call(sample_collection, label_field, mode, prompts):
+    check_label_field(label_field)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    _check_videos(sample_collection)
+    if isinstance(prompts, FieldPrompts):
+        prompts.validate(sample_collection)
 
 
 def _check_videos(sample_collection):
@@ -106,6 +115,16 @@ def _check_prompts(sample, mode, prompts):
             f"interactive mode needs prompts but video {sample.filepath} has none: give clicks, boxes, "
             "strokes, masks or text, or choose automatic mode"
         )
+
+
+def plan_videos(sample_collection, prompts, mode, options, model_record, store_seg):
+    """``[(sample, prompts of that video, fingerprint)]`` for every video; checks all prompts first."""
+    plan = []
+    for sample in sample_collection.select_fields():
+        video_prompts = _prompts_for(sample, prompts)
+        _check_prompts(sample, mode, video_prompts)
+        plan.append((sample, video_prompts, fingerprint(mode, options, model_record, video_prompts, store_seg)))
+    return plan
 
 
 # --- models and fingerprints ---------------------------------------------------------------------
@@ -220,7 +239,9 @@ def _track_video(dataset, sample, prompts, label_field, mode, options, store_seg
     from samtrack_ops.pipeline import segment_and_track
 
     seg_field = f"{label_field}_seg" if store_seg else None
-    field_types = {label_field: "Detections", f"{label_field}_seg": "Segmentation"}
+    field_types = {label_field: "Detections"}
+    if store_seg or f"{label_field}_seg" in dataset.get_frame_field_schema():
+        field_types[f"{label_field}_seg"] = "Segmentation"  # replaced too: no stale full-frame maps
     record = {
         "_id": _video_record_id(dataset, sample.id, label_field),
         "dataset_id": str(dataset._doc.id),
@@ -281,29 +302,21 @@ def track_samples(
     Returns:
         ``{sample_id: "done" | "skipped"}``
     """
-    _check_label_field(label_field)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    _check_videos(sample_collection)
-    if isinstance(prompts, FieldPrompts):
-        prompts.validate(sample_collection)
+    _check_call(sample_collection, label_field, mode, prompts)
     dataset = sample_collection._dataset
     recover(dataset, stale_after=stale_after)
     options, model_record = resolve_models(prompts, options, download=download)
 
-    samples = list(sample_collection.select_fields())
+    plan = plan_videos(sample_collection, prompts, mode, options, model_record, store_seg)
     videos = {}
-    for position, sample in enumerate(samples):
-        video_prompts = _prompts_for(sample, prompts)
-        _check_prompts(sample, mode, video_prompts)
-        print_ = fingerprint(mode, options, model_record, video_prompts, store_seg)
+    for position, (sample, video_prompts, print_) in enumerate(plan):
         if skip_existing and _is_done(dataset, sample.id, label_field, print_):
             videos[sample.id] = {"status": "skipped", "fingerprint": print_}
             continue
 
         def report(fraction, position=position, name=sample.filepath):
             if progress is not None:
-                progress((position + fraction) / len(samples), f"video {position + 1}/{len(samples)}: {name}")
+                progress((position + fraction) / len(plan), f"video {position + 1}/{len(plan)}: {name}")
 
         frames = _track_video(
             dataset, sample, video_prompts, label_field, mode, options, store_seg, print_, report, operation_id
@@ -378,17 +391,14 @@ def queue_videos(sample_collection, params, delegation_target=None):
     prebuilt = [name for name in PREBUILT_MODELS if run["options"].get(name) is not None]
     if prebuilt:
         raise ValueError(f"delegated runs load their own models: pass checkpoint files, not prebuilt {prebuilt}")
-    _check_label_field(run["label_field"])
-    _check_videos(sample_collection)
+    _check_call(sample_collection, run["label_field"], run["mode"], run["prompts"])
     dataset = sample_collection._dataset
     options, model_record = resolve_models(run["prompts"], run["options"], download=run["download"])
     service = DelegatedOperationService()
     queued = []
     videos = {}
-    for sample in sample_collection.select_fields():
-        video_prompts = _prompts_for(sample, run["prompts"])
-        _check_prompts(sample, run["mode"], video_prompts)
-        print_ = fingerprint(run["mode"], options, model_record, video_prompts, run["store_seg"])
+    plan = plan_videos(sample_collection, run["prompts"], run["mode"], options, model_record, run["store_seg"])
+    for sample, _, print_ in plan:
         if run["skip_existing"] and _is_done(dataset, sample.id, run["label_field"], print_):
             videos[sample.id] = {"status": "skipped", "fingerprint": print_}
             continue

@@ -22,7 +22,6 @@ A writer is *gone* when it ran on this host and its process no longer exists, or
 """
 
 import datetime
-import os
 import socket
 import uuid
 

@@ -225,6 +225,38 @@ def test_fusion_adds_objects_only_where_prompts_left_background(clip, tracker, s
     assert len(results) == 2
 
 
+def test_fusion_discovers_on_a_later_key_frame_but_not_what_a_backward_pass_covers(clip, tracker,
+                                                                                   small_segmentor):
+    """Frame 2 prompts the left half: frames 0-1 are covered by its backward pass, so automatic discovery on
+    frame 0 finds nothing new; on frame 2 the right half is untracked and CMR adds objects there."""
+    frames, _ = clip
+    left = np.zeros(SIZE, bool)
+    left[:, : SIZE[1] // 2] = True
+    results = list(segment_and_track(frames[:3], [Mask(2, left)], mode="fusion", tracker=tracker,
+                                     segmentor=small_segmentor, min_area=20, min_new_obj_iou=0.5, sam_gap=2,
+                                     generator_options=RELAXED_GENERATOR))
+    assert [info.id for info in results[0].objects] == [1]
+    assert [info.id for info in results[1].objects] == [1]
+    key_frame = results[2]
+    assert (key_frame.label_map[left] == 1).all()
+    assert len(key_frame.objects) >= 2 and (key_frame.label_map[~left] >= 2).any()
+
+
+def test_video_file_input(clip, tracker, tmp_path):
+    frames, masks = clip
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 24, SIZE[::-1])
+    for frame in frames[:3]:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    progress = []
+    results = list(segment_and_track(path, [Mask(0, masks[0], label="swan")], tracker=tracker,
+                                     progress=lambda index, total: progress.append((index, total))))
+    assert progress == [(0, 3), (1, 3), (2, 3)]
+    np.testing.assert_array_equal(results[0].label_map, masks[0])
+    assert all(result.label_map.shape == SIZE for result in results)
+
+
 def test_text_prompts(clip, tracker, small_segmentor, detector):
     """A low threshold finds many boxes (capped at max_obj_num, reported); an impossible one finds nothing."""
     frames, _ = clip

@@ -2,7 +2,7 @@
 
 Builds a 854x480 video sample and N label maps with 10 moving objects each, then times the whole write
 path that ``track_samples`` uses per video: conversion of each label map (``frame_documents``), staged
-batched inserts and the all-or-nothing commit into the frames. Runs in a throwaway database.
+batched inserts and the all-or-nothing commit into the frames. Runs in a throwaway database (dropped afterwards).
 
     .venv/bin/python benchmarks/storage.py [--frames 1000] [--objects 10] [--seg]
 """
@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 
+OWN_DATABASE = "FIFTYONE_DATABASE_NAME" not in os.environ
 os.environ.setdefault("FIFTYONE_DATABASE_NAME", f"samtrack-bench-{uuid.uuid4().hex[:8]}")
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
@@ -73,6 +74,10 @@ def main():
         )
     finally:
         dataset.delete()
+        if OWN_DATABASE:
+            import fiftyone.core.odm.database as database
+
+            database.drop_database()
 
 
 if __name__ == "__main__":

@@ -44,6 +44,9 @@ MAX_STROKE_POINTS = 16
 MASK_PROMPT_LOGIT = 10.0
 """Magnitude of the low-resolution logits a refined Mask prompt is turned into (inside +, outside -)."""
 
+BOX_BATCH_SIZE = 32
+"""Boxes per SAM pass in predict_boxes: bounds memory (Grounding-DINO can return up to 900 boxes)."""
+
 
 def load_segmentor(sam_model="vit_b", checkpoint=None, device=None, **segmentor_options):
     """Build SAM ``sam_model`` ("vit_b", "vit_l" or "vit_h") with the weights of ``checkpoint``.
@@ -115,17 +118,18 @@ class Segmentor:
         return masks[0], scores[0]
 
     def predict_boxes(self, boxes_xyxy):
-        """One mask per box on the current frame, in one batch: ``[(mask HxW bool, score float), ...]``.
+        """One mask per box on the current frame, in batches of BOX_BATCH_SIZE: ``[(mask HxW bool, score float), ...]``.
 
         ``boxes_xyxy`` is Nx4 pixel boxes (x0, y0, x1, y1) inside the frame.
         """
         boxes = [Box(frame=0, box_xyxy=box) for box in np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)]
         for box in boxes:
             box.validate(self.frame_size)
-        if not boxes:
-            return []
-        masks, scores = self._predict_batch(None, None, np.stack([box.box_xyxy for box in boxes]), None)
-        return list(zip(masks, scores))
+        results = []
+        for start in range(0, len(boxes), BOX_BATCH_SIZE):
+            batch = np.stack([box.box_xyxy for box in boxes[start:start + BOX_BATCH_SIZE]])
+            results.extend(zip(*self._predict_batch(None, None, batch, None)))
+        return results
 
     def segment_everything(self, frame, min_area=200, **generator_options):
         """Segment every object of ``frame``: HxW uint16 map of segment IDs 1..K (0 = nothing).

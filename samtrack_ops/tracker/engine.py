@@ -143,7 +143,8 @@ class MultiObjectEngine:
         self.features, self.tokens, self.size_2d = self.network.encode_image(image)
 
     def add_reference(self, image, label_map, object_count, same_frame):
-        """image: (1, 3, H', W'); label_map: (H', W') int64; object_count: largest id so far.
+        """image: (1, 3, H', W') or None with same_frame; label_map: (H', W') int64; object_count:
+        largest id so far.
 
         same_frame: the engines last saw this very frame (tracked or referenced), so its features
         and propagation are reused; otherwise existing engines first propagate the new frame.

@@ -65,14 +65,14 @@ class Tracker:
         self._input_size = None
         self._last_frame = None
 
-    def _check_label_map(self, label_map, what):
+    def _check_label_map(self, label_map, what, frame_size):
         if not isinstance(label_map, np.ndarray) or label_map.ndim != 2 or not (
             np.issubdtype(label_map.dtype, np.integer) or label_map.dtype == np.bool_
         ):
             raise ValueError(f"{what} must be an HxW integer numpy array of object ids, got "
                              f"{type(label_map).__name__} {getattr(label_map, 'shape', '')}.")
-        if label_map.shape != self._frame_size:
-            raise ValueError(f"{what} has shape {label_map.shape} but frames are {self._frame_size} (H, W).")
+        if label_map.shape != frame_size:
+            raise ValueError(f"{what} has shape {label_map.shape} but frames are {frame_size} (H, W).")
         low, high = int(label_map.min()), int(label_map.max())
         if low < 0 or high > MAX_OBJECT_ID:
             raise ValueError(f"{what} holds ids {low}..{high}; ids must be 0 (background) to {MAX_OBJECT_ID}.")
@@ -80,10 +80,7 @@ class Tracker:
 
     def _check_frame(self, frame):
         check_frame(frame)
-        if self._frame_size is None:
-            self._frame_size = frame.shape[:2]
-            self._input_size = network_input_size(self._frame_size, self.network.config)
-        elif frame.shape[:2] != self._frame_size:
+        if self._frame_size is not None and frame.shape[:2] != self._frame_size:
             raise ValueError(f"Frame size {frame.shape[:2]} differs from this video's {self._frame_size} "
                              f"(H, W); call reset() before tracking another video.")
 
@@ -100,12 +97,16 @@ class Tracker:
 
         The first call starts tracking. A later call with a merged map holding new ids behaves like
         SAM-Track's key-frame step: object groups whose count grows get a new reference pass, the
-        others store the frame (as just tracked) with their part of the map in memory.
+        others store the frame (as just tracked) with their part of the map in memory. Existing
+        groups first propagate the frame when it is not the one they saw last.
         """
         self._check_frame(frame)
-        highest = self._check_label_map(label_map, "label_map")
+        highest = self._check_label_map(label_map, "label_map", frame.shape[:2])
+        if self._frame_size is None:
+            self._frame_size = frame.shape[:2]
+            self._input_size = network_input_size(self._frame_size, self.network.config)
         same_frame = self._last_frame is not None and np.array_equal(frame, self._last_frame)
-        image = preprocess_frame(frame, self._input_size, self.device)
+        image = None if same_frame else preprocess_frame(frame, self._input_size, self.device)
         object_count = max(self.object_count, highest)
         self._engine.add_reference(image, self._to_input_size(label_map), object_count, same_frame)
         self._remember_frame(frame)
@@ -139,7 +140,7 @@ class Tracker:
         """Stores the last tracked frame in memory with label_map (H, W) as its objects."""
         if self._last_frame is None:
             raise RuntimeError("update_memory needs a frame: call add_reference, then track, first.")
-        highest = self._check_label_map(label_map, "label_map")
+        highest = self._check_label_map(label_map, "label_map", self._frame_size)
         if highest > self.object_count:
             raise ValueError(f"label_map holds id {highest} but only ids up to {self.object_count} are tracked; "
                              f"add new objects with add_reference(frame, label_map).")

@@ -7,6 +7,7 @@ maps of earlier passes) on disk instead of in memory.
 
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 import cv2
@@ -108,10 +109,15 @@ def _read_image(path):
 
 
 class SpillStore:
-    """Arrays by integer key in a temporary folder (raw .npy, lossless); ``close()`` deletes the folder."""
+    """Arrays by key in a temporary folder (raw .npy, lossless).
+
+    ``close()`` deletes the folder; so does garbage collection or interpreter exit when nobody closed it
+    (e.g. a caller that stopped reading a generator holding the store).
+    """
 
     def __init__(self, prefix="samtrack-spill-"):
         self.folder = Path(tempfile.mkdtemp(prefix=prefix))
+        self._remove = weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
 
     def _path(self, key):
         return self.folder / f"{key}.npy"
@@ -125,7 +131,7 @@ class SpillStore:
         return np.load(path, allow_pickle=False) if path.exists() else None
 
     def close(self):
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self._remove()
 
     def __enter__(self):
         return self

@@ -1,5 +1,7 @@
 """Frame sources on the shared DAVIS excerpt and blackswan.mp4, and their errors."""
 
+import gc
+
 import cv2
 import numpy as np
 import pytest
@@ -94,3 +96,12 @@ def test_spill_store_round_trip_and_cleanup():
     assert store.get("pass1-4") is None
     store.close()
     assert not store.folder.exists()
+
+
+def test_spill_store_left_open_is_removed_when_collected():
+    store = SpillStore()
+    store.put(0, np.zeros(3))
+    folder = store.folder
+    del store
+    gc.collect()
+    assert not folder.exists()

@@ -17,7 +17,10 @@ class DeAOTConfig:
     encoder_dims: channels of the encoder features at strides 4, 8, 16, 16.
     lstt_layers: number of gated propagation (LSTT) layers.
     embed_dim: token width of the visual branch (the identity branch has the same width).
-    self_heads, att_heads: attention heads (DeAOT uses one head with a 128-wide key).
+    self_heads, att_heads: heads of the self-propagation and of the memory attention (DeAOT: one
+        head with a 128-wide key).
+    expand_ratio: width of values and gates relative to the propagated features.
+    local_max_distance: radius of the short-term attention window (7: 15 x 15).
     align_corners: True for "16k+1" input sizes (17x17 ID-bank conv, bilinear align_corners);
         False for multiples of 16 (16x16 ID-bank conv).
     max_objects: identities per engine (decoder outputs max_objects + 1 channels).
@@ -31,7 +34,7 @@ class DeAOTConfig:
     embed_dim: int = 256
     self_heads: int = 1
     att_heads: int = 1
-    feedforward_expand: float = 2.0
+    expand_ratio: float = 2.0
     local_max_distance: int = 7
     align_corners: bool = True
     max_objects: int = MAX_OBJECTS_PER_ENGINE

@@ -40,14 +40,14 @@ class PendingMemory(typing.NamedTuple):
 class GatedPropagationLayer(nn.Module):
     """One DeAOT layer: long- and short-term gated propagation, then gated self-propagation."""
 
-    def __init__(self, d_model, num_heads, layer_index, expand_ratio=2.0, max_distance=7):
+    def __init__(self, d_model, self_heads, att_heads, layer_index, expand_ratio=2.0, max_distance=7):
         super().__init__()
         expanded = int(d_model * expand_ratio)
-        d_att = d_model // 2 if num_heads == 1 else d_model // num_heads
+        d_att = d_model // 2 if att_heads == 1 else d_model // att_heads
         self.d_model = d_model
-        self.split_qv = [d_att * num_heads, expanded]
+        self.split_qv = [d_att * att_heads, expanded]
         self.norm1 = nn.LayerNorm(d_model)
-        self.linear_QV = nn.Linear(d_model, d_att * num_heads + expanded)
+        self.linear_QV = nn.Linear(d_model, d_att * att_heads + expanded)
         self.linear_U = nn.Linear(d_model, expanded)
         if layer_index == 0:
             self.linear_ID_V = nn.Linear(d_model, expanded)
@@ -56,15 +56,15 @@ class GatedPropagationLayer(nn.Module):
             self.linear_ID_V = nn.Linear(d_model * 2, expanded)
             self.linear_ID_U = nn.Linear(d_model, expanded)
         self.long_term_attn = GlobalGatedPropagation(
-            d_model, d_model * 2, num_heads, d_att, use_linear=False, expand_ratio=expand_ratio
+            d_model, d_model * 2, att_heads, d_att, use_linear=False, expand_ratio=expand_ratio
         )
         self.short_term_attn = LocalGatedPropagation(
-            num_heads, d_att, d_model * 2, max_distance=max_distance, expand_ratio=expand_ratio
+            att_heads, d_att, d_model * 2, max_distance=max_distance, expand_ratio=expand_ratio
         )
         self.norm2 = nn.LayerNorm(d_model)
         self.id_norm2 = nn.LayerNorm(d_model)
         self.self_attn = GlobalGatedPropagation(
-            d_model * 2, d_model * 2, num_heads, d_att, use_linear=True, expand_ratio=expand_ratio
+            d_model * 2, d_model * 2, self_heads, d_att, use_linear=True, expand_ratio=expand_ratio
         )
 
     def fuse_identity(self, pending, id_emb):
@@ -116,10 +116,10 @@ class GatedPropagationLayer(nn.Module):
 class DualBranchLSTT(nn.Module):
     """Stack of gated propagation layers followed by a 2-group GroupNorm of [visual, identity]."""
 
-    def __init__(self, num_layers, d_model, num_heads, expand_ratio=2.0, max_distance=7):
+    def __init__(self, num_layers, d_model, self_heads, att_heads, expand_ratio=2.0, max_distance=7):
         super().__init__()
         self.layers = nn.ModuleList(
-            GatedPropagationLayer(d_model, num_heads, index, expand_ratio, max_distance)
+            GatedPropagationLayer(d_model, self_heads, att_heads, index, expand_ratio, max_distance)
             for index in range(num_layers)
         )
         self.decoder_norms = nn.ModuleList([TokenGroupNorm(d_model * 2, groups=2)])

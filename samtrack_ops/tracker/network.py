@@ -25,8 +25,9 @@ class DeAOTNetwork(nn.Module):
         self.LSTT = DualBranchLSTT(
             config.lstt_layers,
             dim,
+            config.self_heads,
             config.att_heads,
-            expand_ratio=config.feedforward_expand,
+            expand_ratio=config.expand_ratio,
             max_distance=config.local_max_distance,
         )
         self.decoder = FPNDecoder(

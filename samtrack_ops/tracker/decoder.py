@@ -38,14 +38,18 @@ class FPNDecoder(nn.Module):
     def _upsample_to(self, x, reference):
         return F.interpolate(x, size=reference.shape[-2:], mode="bilinear", align_corners=self.align_corners)
 
-    def forward(self, lstt_grid, features):
-        """lstt_grid: (B, in_dim, h, w) at stride 16; features: encoder maps [s4, s8, s16, ...].
+    def adapt(self, features):
+        """Encoder maps [s4, s8, s16, ...] -> their projections (s16, s8, s4), shared by all object groups."""
+        return self.adapter_16x(features[2]), self.adapter_8x(features[1]), self.adapter_4x(features[0])
+
+    def forward(self, lstt_grid, adapted):
+        """lstt_grid: (B, in_dim, h, w) at stride 16; adapted: ``adapt(features)``.
 
         Returns (B, out_dim, H/4, W/4) logits.
         """
-        stride4, stride8, stride16 = features[0], features[1], features[2]
+        adapted16, adapted8, adapted4 = adapted
         x = F.relu(self.conv_in(lstt_grid))
-        x = F.relu(self.conv_16x(self.adapter_16x(stride16) + x))
-        x = F.relu(self.conv_8x(self.adapter_8x(stride8) + self._upsample_to(x, stride8)))
-        x = F.relu(self.conv_4x(self.adapter_4x(stride4) + self._upsample_to(x, stride4)))
+        x = F.relu(self.conv_16x(adapted16 + x))
+        x = F.relu(self.conv_8x(adapted8 + self._upsample_to(x, adapted8)))
+        x = F.relu(self.conv_4x(adapted4 + self._upsample_to(x, adapted4)))
         return self.conv_out(x)

@@ -87,9 +87,12 @@ class ObjectGroupEngine:
         self.frame_step += 1
         self.lstt_output, self.pending, _ = self.network.LSTT(tokens, self.long_term, self.short_term, size_2d)
 
-    def decode(self, features, size_2d):
-        """Logits (1, 11, H'/4, W'/4) of the last propagated frame; unused identities masked."""
-        logits = self.network.decode(self.lstt_output, features, size_2d)
+    def decode(self, adapted, size_2d):
+        """Logits (1, 11, H'/4, W'/4) of the last propagated frame; unused identities masked.
+
+        adapted: the decoder's projections of the frame's encoder features (shared by all groups).
+        """
+        logits = self.network.decode(self.lstt_output, adapted, size_2d)
         logits[:, self.object_count + 1 :] = _MASKED_LOGIT[logits.dtype]
         return logits
 
@@ -172,7 +175,8 @@ class MultiObjectEngine:
 
     def decode(self):
         """Per-engine logits of the last propagated frame: list of (1, 11, H'/4, W'/4)."""
-        return [engine.decode(self.features, self.size_2d) for engine in self.engines]
+        adapted = self.network.decoder.adapt(self.features)
+        return [engine.decode(adapted, self.size_2d) for engine in self.engines]
 
     def update_memory(self, label_map):
         """label_map: (H', W') int64 ids of the last propagated frame at input size."""

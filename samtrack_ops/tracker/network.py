@@ -61,11 +61,12 @@ class DeAOTNetwork(nn.Module):
         )
         return self.id_norm(embedding.flatten(2).transpose(1, 2))
 
-    def decode(self, lstt_output, features, size_2d):
-        """lstt_output: (B, h*w, 2*dim) -> logits (B, max_objects + 1, H/4, W/4)."""
+    def decode(self, lstt_output, adapted, size_2d):
+        """lstt_output: (B, h*w, 2*dim); adapted: ``decoder.adapt(features)`` of the frame
+        -> logits (B, max_objects + 1, H/4, W/4)."""
         batch, _, channels = lstt_output.shape
         grid = lstt_output.transpose(1, 2).reshape(batch, channels, *size_2d)
-        return self.decoder(grid, features)
+        return self.decoder(grid, adapted)
 
 
 def build_network(config):

@@ -77,6 +77,8 @@ def run_mode(args):
                                     timings=timings, **options):
         count += 1
         objects.update(info.id for info in result.objects)
+        print(f"{args.mode} frame {result.frame_index}: {len(result.objects)} objects, "
+              f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
     timings["other"] = seconds - sum(timings.values())
     return {"mode": args.mode, "frames": count, "objects": len(objects), "seconds": seconds,
@@ -116,7 +118,7 @@ def main(argv=None):
     results = []
     for mode in MODES:
         command = [sys.executable, __file__, "--mode", mode, *(argv if argv is not None else sys.argv[1:])]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
     print_table(results)
     if args.json:

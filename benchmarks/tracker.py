@@ -28,13 +28,17 @@ def parse_size(text):
     return height, width
 
 
-def synthetic_frames(count, size, seed=0):
-    """Yields count (H, W, 3) uint8 frames of a smooth random texture drifting right and down."""
+def synthetic_frames(count, size, seed=0, period=64):
+    """Yields count (H, W, 3) uint8 frames of a smooth random texture drifting right and down.
+
+    The texture is fixed-size (the drift wraps every ``period`` pixels), so producing frames uses
+    the same memory for any count.
+    """
     rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, size=(size[0] // 8 + count, size[1] // 8 + count, 3), dtype=np.uint8)
+    coarse = rng.integers(0, 256, size=((size[0] + period) // 8 + 1, (size[1] + period) // 8 + 1, 3), dtype=np.uint8)
     texture = np.repeat(np.repeat(coarse, 8, axis=0), 8, axis=1)
     for index in range(count):
-        shift = index * 8 // 3
+        shift = (index * 8 // 3) % period
         yield np.ascontiguousarray(texture[shift : shift + size[0], shift : shift + size[1]])
 
 
@@ -108,7 +112,7 @@ def main():
     parser.add_argument("--device", help="cpu or cuda (default: cpu)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--size", type=parse_size, default=(1080, 1920), help="frame size HxW (default 1080x1920)")
-    parser.add_argument("--objects", type=int, nargs="+", default=[1, 5, 20])
+    parser.add_argument("--objects", type=int, nargs="*", default=[1, 5, 20])
     parser.add_argument("--frames", type=int, default=4, help="timed frames per object count")
     parser.add_argument("--rss-frames", type=int, nargs="*", default=[50, 500], help="video lengths for peak RSS")
     parser.add_argument("--rss-size", type=parse_size, default=(240, 427), help="frame size for the RSS runs")
@@ -124,7 +128,8 @@ def main():
     input_size = network_input_size(args.size, build_network(args.model).config)
     print(f"DeAOT {args.model}, device {args.device or 'cpu'}, torch threads {torch.get_num_threads()}, "
           f"frames {args.size[0]}x{args.size[1]} -> network input {input_size[0]}x{input_size[1]}")
-    print(f"{'objects':>8} {'groups':>7} {'wall s/frame':>13} {'cpu s/frame':>12}")
+    if args.objects:
+        print(f"{'objects':>8} {'groups':>7} {'wall s/frame':>13} {'cpu s/frame':>12}")
     for count in args.objects:
         wall, cpu, groups = time_objects(args, count)
         print(f"{count:>8} {groups:>7} {wall:>13.2f} {cpu:>12.2f}")

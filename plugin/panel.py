@@ -28,7 +28,7 @@ PLOT_HEIGHT = 280
 CLICK_MODES = {"positive": "Positive point", "negative": "Negative point", "box": "Box (two corners)"}
 MODEL_SETTINGS = ("sam_model", "tracker_model", "device", "sam_checkpoint", "tracker_checkpoint")
 TRACKER_MODELS = tuple(name for name, entry in models.CHECKPOINTS.items() if entry.family == "deaot")
-USER_ERRORS = (PromptError, ValueError, models.CheckpointError, models.MissingCheckpointError)
+USER_ERRORS = (PromptError, ValueError, models.CheckpointError)
 
 
 @functools.lru_cache(maxsize=1)
@@ -110,9 +110,8 @@ class ClickPromptPanel(foo.Panel):
         if object_prompt(drawn) is None:
             ctx.panel.set_state("message", "Click on the object (or draw a box) before adding it.")
             return
-        name = (ctx.panel.get_state("object_name") or "").strip() or "object"
         objects = ctx.panel.get_state("objects") or []
-        ctx.panel.set_state("objects", objects + [{**drawn, "label": name}])
+        ctx.panel.set_state("objects", objects + [drawn])
         ctx.panel.set_state("object_name", "")
         self._clear_drawing(ctx)
         self._refresh(ctx)
@@ -126,15 +125,20 @@ class ClickPromptPanel(foo.Panel):
         if not objects:
             ctx.panel.set_state("message", "Add at least one object before tracking.")
             return
+        try:
+            message = self._start_tracking(ctx, objects)
+        except USER_ERRORS as error:
+            message = f"Cannot track: {error}"
+        ctx.panel.set_state("message", message)
+
+    def _start_tracking(self, ctx, objects):
         sample_id = ctx.panel.get_state("sample_id")
         run = self._run_params(ctx, objects)
         if ctx.panel.get_state("delegate"):
             queued = queue_videos(ctx.dataset.select(sample_id), run, delegation_target=ctx.delegation_target)
-            message = f"Queued {len(queued)} delegated operation(s); run `fiftyone delegated launch` to process them."
-        else:
-            ctx.trigger(TRACK_OPERATOR_URI, params={"run": {**run, "sample_ids": [sample_id]}})
-            message = f"Tracking {len(objects)} object(s); frames.{run['label_field']} appears in the sidebar when done."
-        ctx.panel.set_state("message", message)
+            return f"Queued {len(queued)} delegated operation(s); run `fiftyone delegated launch` to process them."
+        ctx.trigger(TRACK_OPERATOR_URI, params={"run": {**run, "sample_ids": [sample_id]}})
+        return f"Tracking {len(objects)} object(s); frames.{run['label_field']} appears in the sidebar when done."
 
     # ---- state ------------------------------------------------------------------------------------
 
@@ -229,7 +233,8 @@ class ClickPromptPanel(foo.Panel):
                 continue
             mask, score = segmentor.predict(prompt)
             masks.append(mask)
-            summary = f"Preview of '{prompt.label}' on frame {frame_number}: {int(mask.sum())} pixels, SAM score {score:.2f}"
+            summary = (f"Preview of '{prompt.label}' on frame {frame_number}: {int(mask.sum())} pixels, "
+                       f"SAM score {score:.2f}")
         return masks, summary
 
     @staticmethod

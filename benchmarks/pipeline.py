@@ -29,7 +29,12 @@ RANDOM_WEIGHT_GENERATOR = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0
 
 
 def peak_rss_mib():
-    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    """Peak resident set size of this process so far, MiB: VmHWM where /proc has it, else ru_maxrss (KiB)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -17,7 +17,7 @@ import fiftyone.operators.types as types
 from samtrack_ops import models
 from samtrack_ops.fiftyone import FieldPrompts, call_to_params, queue_videos, track_from_params
 from samtrack_ops.fiftyone.prompts import frame_size, prompt_from_json
-from samtrack_ops.fiftyone.runs import MODES, check_label_field
+from samtrack_ops.fiftyone.runs import MODES, check_label_field, check_videos
 from samtrack_ops.pipeline import PipelineOptions
 from samtrack_ops.prompts import Box, Click, PromptError, Text
 
@@ -155,13 +155,10 @@ def check_run(collection, run):
         check_label_field(run["label_field"])
     except ValueError as error:
         raise InputProblem(str(error)) from None
-    if collection.media_type != "video":
-        raise InputProblem(
-            f"track_objects works on videos; the target holds {collection.media_type} samples. "
-            "Choose video samples."
-        )
-    if len(collection) == 0:
-        raise InputProblem("the target holds no samples")
+    try:
+        check_videos(collection)
+    except ValueError as error:
+        raise InputProblem(str(error)) from None
     if run["prompt_fields"]:
         try:
             FieldPrompts(**run["prompt_fields"]).validate(collection)

@@ -67,15 +67,16 @@ def _check_call(sample_collection, label_field, mode, prompts):
     check_label_field(label_field)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    _check_videos(sample_collection)
+    check_videos(sample_collection)
     if isinstance(prompts, FieldPrompts):
         prompts.validate(sample_collection)
 
 
-def _check_videos(sample_collection):
+def check_videos(sample_collection):
+    """Raises ValueError unless ``sample_collection`` holds at least one video sample and only videos."""
     if sample_collection.media_type != "video":
         raise ValueError(
-            f"samtrack tracks objects in videos, but this collection holds {sample_collection.media_type} "
+            f"samtrack works on videos, but this collection holds {sample_collection.media_type} "
             "samples; select video samples (or convert images to a video first)"
         )
     if len(sample_collection) == 0:

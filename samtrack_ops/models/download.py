@@ -1,7 +1,9 @@
 """Downloading checkpoints into the cache: resumable, verified, never leaving a half-written file in use.
 
 Downloads stream into ``<file>.part`` (resumed with an HTTP ``Range`` request when a part is already
-there), are checked for size and SHA-256, and only then renamed to ``<file>``.
+there), are checked for size and SHA-256, and only then renamed to ``<file>``. Processes sharing a cache
+download one file one at a time (a lock on ``<file>.lock``): a process that waited for the lock finds the
+finished file and uses it.
 
 Google Drive (DeAOT checkpoints): the URLs use Drive's direct ``usercontent`` endpoint with
 ``confirm=t``, which skips the "file too large to scan" page. When Drive still answers with an HTML page
@@ -16,8 +18,9 @@ import urllib.error
 import urllib.request
 
 from samtrack_ops.models.errors import CheckpointError
+from samtrack_ops.models.locking import file_lock
 from samtrack_ops.models.registry import CACHE_DIR_ENV, cache_dir
-from samtrack_ops.models.verify import record_verified, sha256_of
+from samtrack_ops.models.verify import record_verified, sha256_of, verify_file
 
 
 def download_checkpoint(entry, cache=None, progress=None, timeout=60, chunk_size=1 << 20):
@@ -26,13 +29,21 @@ def download_checkpoint(entry, cache=None, progress=None, timeout=60, chunk_size
     ``progress(done_bytes, total_bytes_or_None)`` is called as data arrives (default: a tqdm bar on
     stderr). Data goes to ``<file>.part`` first; an existing part is resumed with a Range request. On a
     size or hash mismatch the part is deleted and CheckpointError raised; on an interrupted transfer the
-    part is kept for the next attempt.
+    part is kept for the next attempt. Another process downloading the same file at the same time is
+    waited for, and its verified file returned.
     """
     folder = cache_dir(cache)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / entry.file_name
-    part = folder / (entry.file_name + ".part")
-    progress = progress or _tqdm_progress(entry)
+    with file_lock(folder / (entry.file_name + ".lock")):
+        if target.exists():  # another process finished it while this one waited for the lock
+            verify_file(entry, target)
+            return target
+        return _download_unlocked(entry, target, progress or _tqdm_progress(entry), timeout, chunk_size)
+
+
+def _download_unlocked(entry, target, progress, timeout, chunk_size):
+    part = target.with_name(target.name + ".part")
     _fetch_into(entry, part, progress, timeout, chunk_size)
     actual_size = part.stat().st_size
     if entry.size is not None and actual_size != entry.size:

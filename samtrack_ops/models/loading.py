@@ -33,15 +33,27 @@ def load_checkpoint(path, allow_unsafe_pickle=False, map_location="cpu"):
     except FileNotFoundError:
         raise MissingCheckpointError(f"Checkpoint file {path} does not exist.") from None
     except pickle.UnpicklingError as error:
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        refused = _refused_global(error)
         if refused:
             raise CheckpointError(
-                f"{path} contains pickled Python objects besides tensors (e.g. {refused.group(1)}), which "
-                f"weights-only loading refuses. If you trust this file, load it with allow_unsafe_pickle=True "
-                f"or set {UNSAFE_PICKLE_ENV}=1.") from error
+                f"{path} holds pickled Python code or objects besides tensors (e.g. {refused}), which safe "
+                f"(weights-only) loading refused; nothing in it was run. The file is not damaged: downloading "
+                f"it again will not help. If you trust its source, load it with allow_unsafe_pickle=True or "
+                f"set {UNSAFE_PICKLE_ENV}=1 (unpickling can run arbitrary code).") from error
         raise _corrupt(path, error) from error
     except (RuntimeError, EOFError, ValueError, LookupError, OSError) as error:
         raise _corrupt(path, error) from error
+
+
+# torch's weights-only unpickler names a refused global as "Unsupported global: GLOBAL x.y" (not allowed by
+# default) or "unsupported GLOBAL x.y whose module x is blocked" (os, subprocess, ...: code execution).
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)")
+
+
+def _refused_global(error):
+    """The dotted name of the global that safe loading refused, from torch's message; None otherwise."""
+    found = _REFUSED_GLOBAL.search(str(error))
+    return found.group(1) if found else None
 
 
 def _corrupt(path, error):

@@ -1,14 +1,18 @@
 """Checking checkpoint files: size and SHA-256 against the registry, or against the hash recorded on first use.
 
 Entries without a published hash are trusted on first download: the hash is recorded in
-``<cache>/verified.json`` and every later use is checked against it.
+``<cache>/verified.json`` and every later use is checked against it. Processes sharing a cache update that
+file one at a time (a lock on ``verified.json.lock``) and replace it atomically, so readers always see a
+whole file and no process's record is lost.
 """
 
 import hashlib
 import json
 import os
+import tempfile
 
 from samtrack_ops.models.errors import CheckpointError
+from samtrack_ops.models.locking import file_lock
 
 VERIFIED_HASHES_FILE = "verified.json"
 
@@ -28,12 +32,19 @@ def _read_verified(cache):
 
 
 def record_verified(path, sha256):
-    records = _read_verified(path.parent)
+    """Records ``path``'s hash, size and modification time in ``verified.json`` beside it."""
     stat = path.stat()
-    records[path.name] = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    temporary = path.parent / (VERIFIED_HASHES_FILE + ".tmp")
-    temporary.write_text(json.dumps(records, indent=1, sort_keys=True))
-    os.replace(temporary, path.parent / VERIFIED_HASHES_FILE)
+    with file_lock(path.parent / (VERIFIED_HASHES_FILE + ".lock")):
+        records = _read_verified(path.parent)
+        records[path.name] = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        descriptor, temporary = tempfile.mkstemp(prefix=VERIFIED_HASHES_FILE + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(descriptor, "w") as stream:
+                json.dump(records, stream, indent=1, sort_keys=True)
+            os.replace(temporary, path.parent / VERIFIED_HASHES_FILE)
+        except BaseException:
+            os.unlink(temporary)
+            raise
 
 
 def verify_file(entry, path):

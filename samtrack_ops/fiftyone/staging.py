@@ -131,8 +131,8 @@ class _Heartbeat:
 
     def stop(self):
         self._stopped.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=max(self._interval, 5.0))
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)  # a beat in flight; it cannot outlive the entry it refreshes
 
 
 class VideoWrite:

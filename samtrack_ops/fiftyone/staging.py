@@ -2,7 +2,8 @@
 
 A :class:`VideoWrite` streams frame label documents into a staging collection in batches (the target
 frame fields are not touched while a video is being computed), then *commits*: it marks its journal entry
-``committing`` and copies the staged documents into the dataset's frames in a few bulk writes. The journal
+``committing`` and copies the staged documents into the dataset's frames in a few bulk writes (frames it
+did not stage keep their labels: nothing that was not recomputed is deleted). The journal
 entry (collection ``samtrack_writes``) records the dataset, sample, fields and writer process:
 
 - a run that fails raises inside the ``with`` block: the staged documents and the entry are deleted and the
@@ -194,7 +195,6 @@ def _apply(entry, staged):
     sample_id = ObjectId(entry["sample_id"])
     dataset_id = ObjectId(entry["dataset_id"])
     fields = list(entry["field_types"])
-    written = []
     batch = []
     for doc in staged.find({"write": entry["_id"]}).sort("frame_number", pymongo.ASCENDING):
         labels = doc["labels"]
@@ -209,16 +209,13 @@ def _apply(entry, staged):
         batch.append(
             pymongo.UpdateOne({"_sample_id": sample_id, "frame_number": doc["frame_number"]}, update, upsert=True)
         )
-        written.append(doc["frame_number"])
         if len(batch) >= entry["batch_size"]:
             frames.bulk_write(batch, ordered=False)
             batch = []
     if batch:
         frames.bulk_write(batch, ordered=False)
-    frames.update_many(
-        {"_sample_id": sample_id, "frame_number": {"$nin": written}},
-        {"$unset": {field: "" for field in fields}},
-    )
+    # Frames this write did not stage (e.g. past the last decodable frame of a damaged video) were not
+    # recomputed: they keep their labels.
     record = entry.get("record")
     if record is not None:
         records = foo.get_db_conn()[RECORDS_COLLECTION]

@@ -92,9 +92,9 @@ class FrameSource:
             problem = f"{self.description} decodes to only {decoded} frames, but {stated}: the file is truncated or damaged"
             if self.on_missing_frames == "fail":
                 raise VideoError(
-                    f"{problem}. Nothing was stored for it. Repair the file (e.g. re-download it, or re-encode "
-                    f"the decodable part: ffmpeg -i in.mp4 out.mp4), or pass on_missing_frames='warn' to label "
-                    f"the {decoded} decodable frames (labels of the other frames are then kept as they are)")
+                    f"{problem}. Repair the file (e.g. download it again, or re-encode the decodable part: "
+                    f"ffmpeg -i in.mp4 out.mp4), or pass on_missing_frames='warn' to label the {decoded} "
+                    "decodable frames (stored labels of the other frames are then kept as they are)")
             warnings.warn(f"{problem}; only frames 1..{decoded} get labels (on_missing_frames='warn')",
                           VideoWarning, stacklevel=3)
         long = {by: count for by, count in self.promised.items() if count < decoded}

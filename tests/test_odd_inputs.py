@@ -181,17 +181,17 @@ def test_field_prompts_and_exports_read_other_tools_masks_like_fiftyone(tmp_path
 
 
 def test_a_pass_follows_more_than_255_objects(tiny_tracker):
-    """300 objects (track IDs 1001..1300) in one pass: compact IDs go uint16, and the IDs come back."""
-    height, width = 60, 80
+    """260 objects (track IDs 1001..1260) in one pass: compact IDs go uint16, and the IDs come back."""
+    height, width = 32, 48
     label_map = np.zeros((height, width), np.uint16)
-    label_map.reshape(-1)[: 300 * 12] = np.repeat(np.arange(1001, 1301), 12)
+    label_map.reshape(-1)[: 260 * 4] = np.repeat(np.arange(1001, 1261), 4)
     frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     track_pass = TrackPass(tiny_tracker, np.uint16)
     track_pass.add_reference(0, frame, label_map)
     tracked, scores = track_pass.track(frame)
     assert tracked.dtype == np.uint16
     found = set(np.unique(tracked).tolist()) - {0}
-    assert found and found <= set(range(1001, 1301)) and set(scores) == found
+    assert found and found <= set(range(1001, 1261)) and set(scores) == found
 
 
 # --- 4. rotated videos -----------------------------------------------------------------------------

@@ -82,6 +82,8 @@ def frame_size(sample):
         size = tuple(decoded_frame_size(sample.filepath))
     except VideoError as error:
         raise PromptError(f"cannot read the frame size of {sample.filepath}: {error}") from None
+    if sample.metadata is None:
+        sample.compute_metadata()  # frame count and rate, for progress and the App
     metadata = sample.metadata
     stated = (getattr(metadata, "frame_height", None), getattr(metadata, "frame_width", None))
     if all(stated) and stated != size:

@@ -86,10 +86,9 @@ class FrameSource:
 
     def _check_decoded(self, decoded):
         """Compares the decoded frame count and timestamps with what was promised (module docstring)."""
-        short = {by: count for by, count in self.promised.items() if count > decoded}
+        short = _stated({by: count for by, count in self.promised.items() if count > decoded})
         if short:
-            stated = " and ".join(f"{by} says {count}" for by, count in short.items())
-            problem = f"{self.description} decodes to only {decoded} frames, but {stated}: the file is truncated or damaged"
+            problem = f"{self.description} decodes to only {decoded} frames, but {short}: the file is truncated or damaged"
             if self.on_missing_frames == "fail":
                 raise VideoError(
                     f"{problem}. Repair the file (e.g. download it again, or re-encode the decodable part: "
@@ -97,10 +96,9 @@ class FrameSource:
                     "decodable frames (stored labels of the other frames are then kept as they are)")
             warnings.warn(f"{problem}; only frames 1..{decoded} get labels (on_missing_frames='warn')",
                           VideoWarning, stacklevel=3)
-        long = {by: count for by, count in self.promised.items() if count < decoded}
+        long = _stated({by: count for by, count in self.promised.items() if count < decoded})
         if long:
-            stated = " and ".join(f"{by} says {count}" for by, count in long.items())
-            warnings.warn(f"{self.description} decodes to {decoded} frames, but {stated}; labels are stored by "
+            warnings.warn(f"{self.description} decodes to {decoded} frames, but {long}; labels are stored by "
                           "decoded frame (frame n = the n-th decoded frame)", VideoWarning, stacklevel=3)
         self._check_frame_rate()
 
@@ -116,6 +114,11 @@ class FrameSource:
                 "frame), but players that map time to frames at a constant rate (the FiftyOne App) will show "
                 "them on other frames; re-encode at a constant rate for exact overlays "
                 "(ffmpeg -i in.mp4 -fps_mode cfr out.mp4)", VideoWarning, stacklevel=3)
+
+
+def _stated(counts):
+    """ "its container says 15 and ..." for {who: frame count}; "" when empty."""
+    return " and ".join(f"{by} says {count}" for by, count in counts.items())
 
 
 def check_frame(frame, what="frame"):

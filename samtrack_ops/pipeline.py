@@ -43,7 +43,7 @@ from samtrack_ops.cmr import find_new_objects, label_map_dtype
 from samtrack_ops.keyframes import DEFAULT_LABEL, KeyFramePrompter, paint
 from samtrack_ops.passes import PassResult, TrackPass, merge_passes
 from samtrack_ops.prompts import OBJECT_PROMPTS, PromptError, Text
-from samtrack_ops.video import SpillStore, open_frames
+from samtrack_ops.video import SpillStore, check_missing_frames_policy, open_frames
 
 MODES = ("interactive", "automatic", "fusion")
 STAGES = ("decode", "SAM embedding", "everything-generation", "Grounding-DINO", "tracking", "CMR")
@@ -70,7 +70,10 @@ class PipelineOptions:
     """Every option of segment_and_track (defaults as the seed where it has them).
 
     timings: a dict that receives the seconds spent per stage (:data:`STAGES`);
-    progress: called as progress(frame_index, frame_count or None) after each frame.
+    progress: called as progress(frame_index, frame_count or None) after each frame (frame_count grows to
+    frame_index + 1 when a video holds more frames than its container says);
+    on_missing_frames: "fail" or "warn" when a video decodes to fewer frames than it says it holds
+    (see :mod:`samtrack_ops.video`).
     """
 
     sam_gap: int = 10
@@ -85,6 +88,7 @@ class PipelineOptions:
     max_len_long_term: Optional[int] = None
     progress: Optional[Callable] = None
     timings: Optional[dict] = None
+    on_missing_frames: str = "fail"
     sam_model: str = "vit_b"
     tracker_model: str = "r50_deaotl"
     detector_model: str = "groundingdino_swint_ogc"
@@ -114,6 +118,7 @@ class PipelineOptions:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.max_obj_num > 65535:
             raise ValueError(f"max_obj_num must be <= 65535 (uint16 label maps), got {self.max_obj_num}")
+        check_missing_frames_policy(self.on_missing_frames)
         if not 0 <= self.min_new_obj_iou <= 1:
             raise ValueError(f"min_new_obj_iou is an area ratio in [0, 1], got {self.min_new_obj_iou!r}")
         if self.tracker is not None and (self.long_term_mem_gap, self.max_len_long_term) != (None, None):
@@ -204,7 +209,7 @@ def segment_and_track(frames, prompts=(), mode="interactive", **options):
     """
     parsed = PipelineOptions.parse(options)
     prompts = _checked_prompts(prompts, mode, parsed)
-    source = open_frames(frames)
+    source = open_frames(frames, parsed.on_missing_frames)
     if source.frame_count is not None and prompts and max(p.frame for p in prompts) >= source.frame_count:
         late = max(prompts, key=lambda p: p.frame)
         raise PromptError(f"{type(late).__name__} prompt on frame {late.frame}, but the video has "
@@ -262,7 +267,8 @@ class SamTrackRun:
                 merged = forward.step(index, frame, self._backward_results(index, backward_anchors, store))
                 yield self._frame_result(index, *merged)
                 if self.options.progress is not None:
-                    self.options.progress(index, self.source.frame_count)
+                    count = self.source.frame_count
+                    self.options.progress(index, None if count is None else max(count, index + 1))
 
     def _read_prompted_frames(self, frames, store):
         """Decodes frames 0..K onto disk and turns their prompts into KeyObjects: {frame index: [KeyObject]}."""

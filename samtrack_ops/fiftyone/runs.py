@@ -38,6 +38,7 @@ from samtrack_ops.fiftyone import staging
 from samtrack_ops.fiftyone.prompts import FieldPrompts, frame_size, prompt_from_json, prompt_to_json, prompts_from_fields
 from samtrack_ops.fiftyone.storage import frame_documents
 from samtrack_ops.prompts import PromptError, Text
+from samtrack_ops.video import open_frames
 
 TRACK_OPERATOR_URI = "@samtrack/samtrack/track_objects"
 MODES = ("interactive", "automatic", "fusion")
@@ -272,12 +273,14 @@ def _track_video(dataset, sample, prompts, label_field, mode, options, store_seg
         "run_key": run_key(label_field),
     }
     total = (sample.metadata.total_frame_count if sample.metadata else None) or 0
+    source = open_frames(sample.filepath)
+    source.expect(total, "its FiftyOne metadata (total_frame_count)")
     frames = 0
     with staging.VideoWrite(dataset, sample.id, field_types, operation_id=operation_id, record=record) as write:
-        for result in segment_and_track(sample.filepath, prompts, mode, **options):
+        for result in segment_and_track(source, prompts, mode, **options):
             write.add(result.frame_index + 1, frame_documents(result.label_map, result.objects, label_field, seg_field))
             frames += 1
-            report(frames / total if total else 0.0)
+            report(min(frames / total, 1.0) if total else 0.0)
         write.commit()
     return frames
 

@@ -334,6 +334,8 @@ def _apply(entry, staged):
             batch = []
     if batch:
         frames.bulk_write(batch, ordered=False)
+    # Frames this write did not stage (e.g. past the last decodable frame of a damaged video) were not
+    # recomputed: they keep their labels.
     record = entry.get("record")
     if record is not None:
         records = foo.get_db_conn()[RECORDS_COLLECTION]

@@ -136,3 +136,36 @@ def test_seed_exact_needs_plain_automatic_mode():
         segment_and_track(frames, mode="automatic", auto_text="swan", seed_exact=True)
     with pytest.raises(ValueError, match="seed_exact"):
         segment_and_track(frames, mode="fusion", seed_exact=True)
+
+
+class ForgetfulTracker:
+    """A tracker with the Tracker API that never follows anything (its maps are all background).
+
+    Every segment of a later key frame is then new to CMR, which isolates how new objects are numbered.
+    """
+
+    def reset(self):
+        pass
+
+    def add_reference(self, frame, label_map):
+        pass
+
+    def track(self, frame, update_memory=True, return_logits=False):
+        label_map = np.zeros(frame.shape[:2], np.uint8)
+        return (label_map, torch.zeros(1, *frame.shape[:2])) if return_logits else label_map
+
+
+def test_later_key_frame_numbers_new_objects_like_the_seed(davis_dir, shrunk_segmentor):
+    frame = np.ascontiguousarray(blackswan_half(davis_dir)[::2, ::2])  # (120, 214, 3): short
+    offsets = {}
+    for seed_exact in (True, False):
+        results = list(segment_and_track([frame, frame], mode="automatic", sam_gap=1, min_area=50,
+                                         seed_exact=seed_exact, generator_options=GENERATOR_OPTIONS,
+                                         segmentor=shrunk_segmentor, tracker=ForgetfulTracker()))
+        first = np.unique(results[0].label_map[results[0].label_map > 0])
+        later = np.unique(results[1].label_map[results[1].label_map > 0])
+        assert len(first) > 1 and first.tolist() == list(range(1, len(first) + 1))
+        assert len(later) == len(first) and later.tolist() == list(range(later[0], later[0] + len(later)))
+        offsets[seed_exact] = int(later[0]) - len(first)
+    # the seed starts a later key frame's new objects at the highest ID so far (reusing it); samtrack after it
+    assert offsets == {True: 0, False: 1}

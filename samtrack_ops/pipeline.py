@@ -82,6 +82,7 @@ class PipelineOptions:
     min_new_obj_iou: float = 0.8
     auto_text: Optional[str] = None
     generator_options: dict = field(default_factory=dict)
+    seed_exact: bool = False
     box_threshold: float = 0.25
     text_threshold: float = 0.25
     long_term_mem_gap: Optional[int] = None
@@ -229,6 +230,9 @@ def _checked_prompts(prompts, mode, options):
                          "automatic discovery")
     if mode == "interactive" and not prompts:
         raise ValueError("interactive mode needs prompts; use mode='automatic' to find objects without them")
+    if options.seed_exact and (mode != "automatic" or options.auto_text is not None):
+        raise ValueError("seed_exact reproduces the seed's segment-everything loop: use it with mode='automatic' "
+                         "and no auto_text")
     if mode == "interactive" and options.auto_text is not None:
         raise ValueError("auto_text drives automatic discovery; use mode='automatic' or 'fusion' with it")
     return prompts
@@ -381,7 +385,7 @@ class ForwardPass:
         prompter = self.run.prompter
         options = self.run.options
         with self.run.stopwatch("CMR"):
-            new_objects = find_new_objects(known, segments, prompter.next_id, options.min_area,
+            new_objects = find_new_objects(known, segments, self._first_new_id(), options.min_area,
                                            options.min_new_obj_iou, options.max_obj_num)
         found = np.unique(np.stack([new_objects, segments]).reshape(2, -1)[:, new_objects.ravel() != 0], axis=1)
         for object_id, segment_id in found.T.tolist():
@@ -391,14 +395,20 @@ class ForwardPass:
         label_map = np.where(new_objects != 0, new_objects, label_map).astype(self.run.dtype)
         return label_map, scores
 
+    def _first_new_id(self):
+        """The seed (seed_exact) numbers a later key frame's new objects from the highest ID so far, reusing it."""
+        next_id = self.run.prompter.next_id
+        return next_id - 1 if self.run.options.seed_exact and self.track_pass.active else next_id
+
     def _segments(self, index, frame):
         """SAM's segment map (H, W) of frame, with {segment ID: label} and {segment ID: score}."""
         options = self.run.options
         models = self.run.models
         if options.auto_text is None:
             with self.run.stopwatch("everything-generation"):
-                segments = models.segmentor.segment_everything(frame, min_area=options.min_area,
-                                                               **options.generator_options)
+                segments = models.segmentor.segment_everything(
+                    frame, min_area=options.min_area, seed_exact=options.seed_exact,
+                    max_obj_num=options.max_obj_num, **options.generator_options)
             return segments, {}, {}
         with self.run.stopwatch("Grounding-DINO"):
             detections = models.detector.detect(frame, options.auto_text, box_threshold=options.box_threshold,

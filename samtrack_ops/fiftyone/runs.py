@@ -321,7 +321,7 @@ def track_samples(
         stale_after: seconds without heartbeat after which a writer counts as dead
         **options: pipeline options (sam_model, tracker_model, detector_model, device, sam_checkpoint,
             tracker_checkpoint, detector_checkpoint, text_encoder_path, sam_gap, min_area, max_obj_num,
-            min_new_obj_iou, auto_text, ...; prebuilt segmentor/tracker/detector objects)
+            min_new_obj_iou, auto_text, seed_exact, ...; prebuilt segmentor/tracker/detector objects)
 
     Returns:
         ``{sample_id: "done" | "skipped"}``

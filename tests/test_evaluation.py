@@ -22,10 +22,8 @@ ALL_KEYS = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "J
 
 
 @pytest.fixture(scope="module")
-def blackswan(shared_dir):
-    folder = shared_dir / "data" / "davis2016" / "Annotations" / "480p" / "blackswan"
-    if not folder.is_dir():
-        pytest.skip(f"DAVIS data not found at {folder}")
+def blackswan(davis_dir):
+    folder = davis_dir / "Annotations" / "480p" / "blackswan"
     return [(np.array(Image.open(p)) > 0).astype(np.uint8) for p in sorted(folder.glob("*.png"))]
 
 

@@ -1,6 +1,7 @@
 """segment_and_track end to end on real DAVIS frames with real architectures (random weights).
 
-Frames are downscaled to 120x214 to keep the R50-DeAOT-L tracker and SAM ViT-B cheap on CPU. The random
+Frames are downscaled to 120x214 to keep the R50-DeAOT-L tracker and SAM cheap on CPU: full-size SAM ViT-B for
+the click/box/stroke test, a shrunk SAM (``small_segmentor``) for automatic, fusion and text modes. The random
 tracker never predicts background, so tests that need untracked background start from an empty map.
 """
 
@@ -261,14 +262,21 @@ def test_video_file_input(clip, tracker, tmp_path):
     assert all(result.label_map.shape == SIZE for result in results)
 
 
-def test_text_prompts(clip, tracker, small_segmentor, detector):
-    """A low threshold finds many boxes (capped at max_obj_num, reported); an impossible one finds nothing."""
+def test_text_prompts(clip, tracker, small_segmentor, detector, monkeypatch):
+    """A low threshold finds many boxes (all 900 queries): only the 3 best (max_obj_num) reach SAM and the rest
+    are reported; an impossible threshold finds nothing."""
     frames, _ = clip
+    boxes_to_sam = []
+    predict_boxes = small_segmentor.predict_boxes
+    monkeypatch.setattr(small_segmentor, "predict_boxes", lambda boxes: boxes_to_sam.append(len(boxes))
+                        or predict_boxes(boxes))
     many = Text(0, "swan.", box_threshold=0.0, text_threshold=0.0)
     nothing = Text(0, "swan.", box_threshold=1.0)
-    with pytest.warns(ObjectLimitWarning, match="max_obj_num=3"), pytest.warns(EmptyResultWarning, match="nothing"):
+    with pytest.warns(ObjectLimitWarning, match="897 lower-scoring detection.*max_obj_num=3"), \
+            pytest.warns(EmptyResultWarning, match="nothing"):
         results = list(segment_and_track(frames[:2], [many, nothing], tracker=tracker, segmentor=small_segmentor,
                                          detector=detector, max_obj_num=3))
+    assert sum(boxes_to_sam) == 3, boxes_to_sam
     assert [info.id for info in results[0].objects] == [1, 2, 3]
     assert {info.label for info in results[0].objects} == {"swan"}  # the phrase Grounding-DINO matched
     assert all(0 < info.score <= 1 for info in results[0].objects)

@@ -69,6 +69,7 @@ def test_click_to_track(small_clips, sam_vit_b_random_ckpt, r50_deaotl_ckpt, tmp
     assert "frame 0: swan #1:" in out
 
 
+@pytest.mark.slow
 def test_label_dataset_delegated(small_clips, sam_vit_b_random_ckpt, r50_deaotl_ckpt, groundingdino_random_ckpt,
                                  tiny_bert_dir, tmp_path):
     """A one-video folder queued as a delegated operation and run by a real `fiftyone delegated launch` worker.

@@ -1,8 +1,9 @@
 """segment_and_track end to end on real DAVIS frames with real architectures (random weights).
 
-Frames are downscaled to 120x214 to keep the R50-DeAOT-L tracker and SAM cheap on CPU: full-size SAM ViT-B for
-the click/box/stroke test, a shrunk SAM (``small_segmentor``) for automatic, fusion and text modes. The random
-tracker never predicts background, so tests that need untracked background start from an empty map.
+Frames are downscaled to 120x214 to keep the full-size R50-DeAOT-L tracker cheap on CPU; SAM is shrunk
+(``small_segmentor``: real geometry, narrow and shallow) and Grounding-DINO runs on a small resize, since these
+tests are about the pipeline's plumbing (full-size SAM: tests/test_segmentor.py). The random tracker never
+predicts background, so tests that need untracked background start from an empty map.
 """
 
 import json
@@ -50,17 +51,6 @@ def tracker(r50_deaotl_ckpt):
 
 
 @pytest.fixture(scope="module")
-def segmentor():
-    """Full-size SAM ViT-B, random weights."""
-    from segment_anything import sam_model_registry
-
-    from samtrack_ops.segmentor import Segmentor
-
-    torch.manual_seed(0)
-    return Segmentor(sam_model_registry["vit_b"](), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def small_segmentor():
     """SAM at its real geometry (1024 input, 64x64 embedding) but 32 channels wide and 2 blocks deep."""
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
@@ -82,9 +72,11 @@ def small_segmentor():
 
 @pytest.fixture(scope="module")
 def detector(groundingdino_random_ckpt, tiny_bert_dir):
+    """Real SwinT-OGC (random weights) on a small resize: the pipeline's plumbing, not the detector, is tested."""
     from samtrack_ops.detector import load_detector
 
-    return load_detector("groundingdino_swint_ogc", groundingdino_random_ckpt, tiny_bert_dir, device="cpu")
+    return load_detector("groundingdino_swint_ogc", groundingdino_random_ckpt, tiny_bert_dir, device="cpu",
+                         shorter_side=160, max_side=288)
 
 
 def _tracker_alone(tracker, frames, reference_index, reference, indices):
@@ -167,7 +159,8 @@ def test_correction_reanchors_the_object_from_its_frame(clip, tracker):
     assert results[4].objects[0].label == "swan"  # a correction without a label keeps the object's label
 
 
-def test_click_box_and_stroke_prompts(clip, tracker, segmentor):
+def test_click_box_and_stroke_prompts(clip, tracker, small_segmentor):
+    segmentor = small_segmentor
     frames, masks = clip
     rows, cols = np.nonzero(masks[0])
     swan_box = [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]

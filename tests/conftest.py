@@ -69,6 +69,7 @@ def pytest_configure(config):
     """Under CI a missing shared folder is an error: one message and a failed run, not a green run of
     skips."""
     if running_in_ci() and not shared_folder().is_dir():
+        shutil.rmtree(PLUGINS_DIR, ignore_errors=True)
         raise pytest.UsageError(
             f"CI=true but the shared data folder {shared_folder()} is absent: the tests need ../shared "
             "(data/ and fixtures/) next to the checkout, or SAMTRACK_SHARED_DIR pointing at it"

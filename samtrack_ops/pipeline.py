@@ -40,9 +40,10 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 from samtrack_ops.cmr import find_new_objects, label_map_dtype
-from samtrack_ops.keyframes import DEFAULT_LABEL, KeyFramePrompter, paint
+from samtrack_ops.keyframes import KeyFramePrompter, paint
 from samtrack_ops.passes import PassResult, TrackPass, merge_passes
 from samtrack_ops.prompts import OBJECT_PROMPTS, PromptError, Text
+from samtrack_ops.registry import ObjectRegistry
 from samtrack_ops.video import SpillStore, open_frames
 
 MODES = ("interactive", "automatic", "fusion")
@@ -242,9 +243,9 @@ class SamTrackRun:
         self.last_prompted = max(self.prompts_by_frame, default=-1)
         self.models = Models(options)
         self.stopwatch = Stopwatch(options.timings)
-        self.prompter = KeyFramePrompter(self.models, self.stopwatch, options.max_obj_num)
+        self.registry = ObjectRegistry(options.max_obj_num)
+        self.prompter = KeyFramePrompter(self.models, self.stopwatch, self.registry)
         self.dtype = label_map_dtype(options.max_obj_num)
-        self.labels = {}
         self.frame_size = None
 
     def results(self):
@@ -276,7 +277,6 @@ class SamTrackRun:
             store.put(f"frame-{index}", frame)
             if index in self.prompts_by_frame:
                 key_objects[index] = self.prompter.objects(index, frame, self.prompts_by_frame[index])
-                self._remember_labels(key_objects[index])
         return key_objects
 
     def check_frame_size(self, frame):
@@ -286,11 +286,6 @@ class SamTrackRun:
             for prompts in self.prompts_by_frame.values():
                 for prompt in prompts:
                     prompt.validate(self.frame_size)
-
-    def _remember_labels(self, key_objects):
-        for key_object in key_objects:
-            if key_object.label is not None or key_object.id not in self.labels:
-                self.labels[key_object.id] = key_object.label or DEFAULT_LABEL
 
     def _track_backward(self, anchor, key_objects, store):
         """Tracks the objects new on frame ``anchor`` over frames anchor-1 .. 0; label maps and scores to disk."""
@@ -313,7 +308,7 @@ class SamTrackRun:
         return results
 
     def _frame_result(self, index, label_map, scores):
-        objects = [ObjectInfo(object_id, self.labels.get(object_id, DEFAULT_LABEL), scores[object_id])
+        objects = [ObjectInfo(object_id, self.registry.label(object_id), scores[object_id])
                    for object_id in sorted(scores)]
         return FrameResult(index, label_map, objects)
 
@@ -372,16 +367,15 @@ class ForwardPass:
         """Adds CMR's new objects of SAM's segments (everything, or auto_text boxes) to label_map."""
         segments, segment_labels, segment_scores = self._segments(index, frame)
         known = self._merged(index, PassResult(label_map, scores, index))[0]
-        prompter = self.run.prompter
+        registry = self.run.registry
         options = self.run.options
         with self.run.stopwatch("CMR"):
-            new_objects = find_new_objects(known, segments, prompter.next_id, options.min_area,
+            new_objects = find_new_objects(known, segments, registry.next_id, options.min_area,
                                            options.min_new_obj_iou, options.max_obj_num)
         found = np.unique(np.stack([new_objects, segments]).reshape(2, -1)[:, new_objects.ravel() != 0], axis=1)
         for object_id, segment_id in found.T.tolist():
-            self.run.labels[object_id] = segment_labels.get(segment_id, DEFAULT_LABEL)
+            registry.claim(object_id, index, segment_labels.get(segment_id), "discovered")
             scores[object_id] = segment_scores.get(segment_id, 1.0)
-            prompter.next_id = max(prompter.next_id, object_id + 1)
         label_map = np.where(new_objects != 0, new_objects, label_map).astype(self.run.dtype)
         return label_map, scores
 

@@ -51,11 +51,13 @@ STAGES = ("decode", "SAM embedding", "everything-generation", "Grounding-DINO", 
 
 
 class ObjectInfo(NamedTuple):
-    """An object visible on a frame: its track ID, label and score (see the module docstring)."""
+    """An object visible on a frame: its track ID, label, score (see the module docstring) and provenance
+    on this frame ("prompted", "discovered", "corrected" on its key frame, else "tracked")."""
 
     id: int
     label: str
     score: float
+    provenance: str = "tracked"
 
 
 class FrameResult(NamedTuple):
@@ -261,7 +263,7 @@ class SamTrackRun:
             forward = ForwardPass(self, key_objects)
             for index, frame in enumerate(itertools.chain(replayed, frames)):
                 merged = forward.step(index, frame, self._backward_results(index, backward_anchors, store))
-                yield self._frame_result(index, *merged)
+                yield self._frame_result(index, *merged, forward.provenance)
                 if self.options.progress is not None:
                     self.options.progress(index, self.source.frame_count)
 
@@ -307,9 +309,9 @@ class SamTrackRun:
                                           {int(i): float(s) for i, s in scores}, anchor))
         return results
 
-    def _frame_result(self, index, label_map, scores):
-        objects = [ObjectInfo(object_id, self.registry.label(object_id), scores[object_id])
-                   for object_id in sorted(scores)]
+    def _frame_result(self, index, label_map, scores, provenance):
+        objects = [ObjectInfo(object_id, self.registry.label(object_id), scores[object_id],
+                              provenance.get(object_id, "tracked")) for object_id in sorted(scores)]
         return FrameResult(index, label_map, objects)
 
 
@@ -321,11 +323,13 @@ class ForwardPass:
         self.key_objects = key_objects
         self.track_pass = TrackPass(run.models.tracker, run.dtype)
         self.backward = []
+        self.provenance = {}  # {ID: provenance} of the objects set on the current key frame
 
     def step(self, index, frame, backward_results):
         """(label_map (H, W), {ID: score}) on frame ``index``: this pass merged with ``backward_results``."""
         self.run.check_frame_size(frame)
         self.backward = backward_results
+        self.provenance = {}
         return self._merged(index, self._forward(index, frame))
 
     def _forward(self, index, frame):
@@ -354,13 +358,13 @@ class ForwardPass:
             label_map, scores = self.track_pass.track(frame, update_memory=update_memory)
         return PassResult(label_map, scores, self.track_pass.anchor)
 
-    @staticmethod
-    def _apply_key_objects(label_map, scores, key_objects):
+    def _apply_key_objects(self, label_map, scores, key_objects):
         for key_object in key_objects:
             if key_object.correction:
                 label_map[label_map == key_object.id] = 0
             label_map[key_object.mask] = key_object.id
             scores[key_object.id] = key_object.score
+            self.provenance[key_object.id] = "corrected" if key_object.correction else "prompted"
         return label_map, _visible(label_map, scores)
 
     def _discover(self, index, frame, label_map, scores):
@@ -375,6 +379,7 @@ class ForwardPass:
         found = np.unique(np.stack([new_objects, segments]).reshape(2, -1)[:, new_objects.ravel() != 0], axis=1)
         for object_id, segment_id in found.T.tolist():
             registry.claim(object_id, index, segment_labels.get(segment_id), "discovered")
+            self.provenance[object_id] = "discovered"
             scores[object_id] = segment_scores.get(segment_id, 1.0)
         label_map = np.where(new_objects != 0, new_objects, label_map).astype(self.run.dtype)
         return label_map, scores

@@ -80,12 +80,15 @@ class VideoWrite:
         operation_id: optional delegated operation ID, recorded in the journal (for recovery)
         record: optional document (with an ``_id``) upserted into the ``samtrack_videos`` collection as
             part of the commit: what the fields now hold (see ``runs.py``)
+        partial: only the frames given to :meth:`add` are replaced; other frames are not touched (a
+            correction of some frames); by default frames not given lose the fields
 
     Use as a context manager; call :meth:`add` per frame then :meth:`commit`. Leaving the block without
     committing (an exception) discards the staged frames.
     """
 
-    def __init__(self, dataset, sample_id, field_types, batch_size=256, operation_id=None, record=None):
+    def __init__(self, dataset, sample_id, field_types, batch_size=256, operation_id=None, record=None,
+                 partial=False):
         unknown = set(field_types.values()) - set(LABEL_TYPES)
         if unknown:
             raise ValueError(f"unsupported label types {sorted(unknown)}; use one of {sorted(LABEL_TYPES)}")
@@ -95,6 +98,7 @@ class VideoWrite:
         self.batch_size = batch_size
         self.operation_id = None if operation_id is None else str(operation_id)
         self.record = record
+        self.partial = bool(partial)
         self._token = uuid.uuid4().hex
         self._pending = []
         self._journal, self._staged = _collections()
@@ -114,6 +118,7 @@ class VideoWrite:
             "state": "staging",
             "operation_id": self.operation_id,
             "record": self.record,
+            "partial": self.partial,
             "started_at": _now(),
             "heartbeat": _now(),
             **_this_process(),
@@ -215,10 +220,11 @@ def _apply(entry, staged):
             batch = []
     if batch:
         frames.bulk_write(batch, ordered=False)
-    frames.update_many(
-        {"_sample_id": sample_id, "frame_number": {"$nin": written}},
-        {"$unset": {field: "" for field in fields}},
-    )
+    if not entry.get("partial"):
+        frames.update_many(
+            {"_sample_id": sample_id, "frame_number": {"$nin": written}},
+            {"$unset": {field: "" for field in fields}},
+        )
     record = entry.get("record")
     if record is not None:
         records = foo.get_db_conn()[RECORDS_COLLECTION]

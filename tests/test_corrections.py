@@ -82,11 +82,17 @@ def _frame_documents(dataset, sample_id):
     return {doc["frame_number"]: doc for doc in frames.find({"_sample_id": ObjectId(sample_id)})}
 
 
+@pytest.fixture(scope="module")
+def stored(clip, tracker):
+    """The label maps stored before each correction (see _stored_maps), computed once."""
+    path, maps = clip
+    return _stored_maps(maps, _tracker_output(tracker, path, maps))
+
+
 @pytest.fixture
-def corrected_video(clip, tracker):
+def corrected_video(clip, stored):
     """(dataset, sample, stored label maps, ground truth maps) with the stored maps written as track_samples does."""
     path, maps = clip
-    stored = _stored_maps(maps, _tracker_output(tracker, path, maps))
     dataset = fo.Dataset()
     sample = fo.Sample(filepath=str(path))
     dataset.add_sample(sample)
@@ -183,9 +189,10 @@ def test_app_edits_are_detected_kept_and_propagated(corrected_video, tracker):
     assert result.last_frame == K - 1 and result.stopped_early
     assert _frame_documents(dataset, sample.id)[K]["tracks"]["detections"][0]["mask"] == kept["mask"]
     results = corrections.apply_human_edits(dataset[sample.id], "tracks", tracker=tracker, agree_frames=AGREE)
-    assert [r.first_frame for r in results] == [K + 1]
+    assert [r.first_frame for r in results] == [K]
     after = _frame_documents(dataset, sample.id)[K]["tracks"]["detections"][0]
     assert after["mask"] == kept["mask"] and after["provenance"] == "human"
+    assert not corrections.human_edits(dataset[sample.id], "tracks")  # applied once, kept protected
 
 
 def test_correct_track_operator(corrected_video, r50_deaotl_ckpt):

@@ -116,18 +116,26 @@ def _as_detection(doc):
 
 
 def _is_human_edit(doc):
-    if doc.get("provenance") == "human":
-        return True
+    """True for a Detection edited in the App: marked ``human`` or changed since samtrack wrote it."""
+    return doc.get("provenance") == "human" or _is_new_edit(doc)
+
+
+def _is_new_edit(doc):
+    """True for a Detection whose content no longer matches the ``samtrack_hash`` written with it."""
     if doc.get("mask") is None:
         return True
-    mask = fou.deserialize_numpy_array(doc["mask"])
-    return doc.get("samtrack_hash") != content_hash(doc["index"], doc.get("label"), doc["bounding_box"], mask)
+    return doc.get("samtrack_hash") != _hash_of(doc)
+
+
+def _hash_of(doc):
+    return content_hash(doc["index"], doc.get("label"), doc["bounding_box"], fou.deserialize_numpy_array(doc["mask"]))
 
 
 def human_edits(sample, label_field):
-    """``{frame_number: {track IDs}}`` of the Detections edited in the App since samtrack wrote them."""
+    """``{frame_number: {track IDs}}`` of the Detections edited in the App and not yet used as corrections."""
     video = StoredVideo(sample, label_field)
-    edits = {number: video.human_edited(number) for number in sorted(video.documents)}
+    edits = {number: {track_id for track_id, doc in video.detections(number).items() if _is_new_edit(doc)}
+             for number in sorted(video.documents)}
     return {number: ids for number, ids in edits.items() if ids}
 
 
@@ -187,7 +195,7 @@ def apply_human_edits(sample, label_field, **options):
             video = StoredVideo(sample, label_field)
             mask = video.label_map(number) == object_id
             results.append(_correct(video, number, object_id, Mask(frame=number - 1, mask=mask), None, False,
-                                    keep_corrected_frame=True, **options))
+                                    **options))
     return results
 
 
@@ -204,8 +212,7 @@ def _frames_of(video, object_id, frame_number, backward):
 
 
 def _correct(video, frame_number, object_id, prompt, label, backward, early_stop=True,
-             agree_frames=DEFAULT_AGREE_FRAMES, agree_iou=DEFAULT_AGREE_IOU, keep_corrected_frame=False,
-             **model_options):
+             agree_frames=DEFAULT_AGREE_FRAMES, agree_iou=DEFAULT_AGREE_IOU, **model_options):
     """Sets the object's mask on frame_number from the prompt, re-propagates it and commits the frames.
 
     Options: ``early_stop`` (stop once agreeing again), ``agree_frames``, ``agree_iou``; model options as
@@ -225,8 +232,7 @@ def _correct(video, frame_number, object_id, prompt, label, backward, early_stop
         track_pass = _anchored(models.tracker, video, memory, frame_number, frame, corrected)
         maps, tracked, stopped = _repropagate(video, frames, track_pass, object_id, early_stop, agree_frames,
                                               agree_iou)
-    if not keep_corrected_frame:
-        maps[frame_number] = corrected
+    maps[frame_number] = corrected
     labels = {object_id: label or video.label_of(object_id) or "object"}
     details = {"frame_number": frame_number, "backward": backward, "early_stop": early_stop,
                "agree_frames": agree_frames, "agree_iou": agree_iou}
@@ -370,8 +376,8 @@ def _frame_document(video, number, label_map, object_id, labels, signals):
     for obj in visible_objects(label_map):
         track_id, old = obj.track_id, stored.get(obj.track_id)
         unchanged = old is not None and np.array_equal(stored_map == track_id, label_map == track_id)
-        if track_id in human and unchanged:
-            detections.append({**old, "provenance": "human"})
+        if track_id in human and unchanged:  # kept as edited; its hash now marks the edit as applied
+            detections.append({**old, "provenance": "human", "samtrack_hash": _hash_of(old)})
         elif unchanged and track_id != object_id:
             detections.append(old)
         else:

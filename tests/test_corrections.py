@@ -155,7 +155,7 @@ def test_a_failing_correction_changes_nothing(corrected_video, tracker, monkeypa
     with pytest.raises(RuntimeError, match="injected"):
         corrections.resegment_track(sample, "tracks", K, 1, Mask(frame=K - 1, mask=maps[K - 1] == 1), tracker=tracker)
     assert _frame_documents(dataset, sample.id) == before
-    assert video_record(dataset, sample.id, "tracks").get("corrections") is None
+    assert (video_record(dataset, sample.id, "tracks") or {}).get("corrections") is None
     assert not staging.interrupted_writes(dataset, stale_after=0)
 
 

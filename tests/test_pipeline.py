@@ -157,6 +157,8 @@ def test_correction_reanchors_the_object_from_its_frame(clip, tracker):
     np.testing.assert_array_equal(results[3].label_map, tracked)
     np.testing.assert_array_equal(results[4].label_map, after)
     assert results[4].objects[0].label == "swan"  # a correction without a label keeps the object's label
+    assert [results[index].objects[0].provenance for index in range(5)] == [
+        "prompted", "tracked", "tracked", "corrected", "tracked"]
 
 
 def test_click_box_and_stroke_prompts(clip, tracker, small_segmentor):

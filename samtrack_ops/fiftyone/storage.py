@@ -12,6 +12,7 @@ documents FiftyOne stores for them, which is what the batched writer (``staging.
 database: building label objects first costs about as much as the whole write.
 """
 
+import hashlib
 from typing import NamedTuple
 
 import numpy as np
@@ -114,26 +115,69 @@ def label_map_to_detections(label_map, objects=None):
     return fo.Detections(detections=detections)
 
 
-def detections_document(label_map, objects=None):
-    """The database document of ``label_map_to_detections(label_map, objects)`` (same content, new IDs)."""
+SIGNAL_ATTRIBUTES = (
+    "suspicion", "confidence_drop", "area_jump", "shift", "components", "reappeared", "swap_with")
+
+
+def content_hash(track_id, label, bounding_box, mask):
+    """Hash of what a samtrack Detection shows (ID, label, box, mask); stored as ``samtrack_hash`` so that a
+    later edit in the App (which changes any of them but not the hash) is recognised."""
+    mask = np.asarray(mask, dtype=bool)
+    digest = hashlib.sha256(f"{int(track_id)}|{label}|{np.round(bounding_box, 6).tolist()}|{mask.shape}".encode())
+    digest.update(np.packbits(mask).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def detections_document(label_map, objects=None, signals=None):
+    """The database document of ``label_map_to_detections(label_map, objects)`` (same content, new IDs).
+
+    Each Detection also gets ``provenance`` (the object's ``provenance``, default "tracked"), the
+    ``samtrack_hash`` of its content and, with ``signals`` (a ``samtrack_ops.signals.FrameSignals``),
+    the object's signals as attributes (:data:`SIGNAL_ATTRIBUTES`) and the frame's ``suspicion``, ``reason`` and
+    ``vanished`` IDs on the Detections.
+    """
     info = _object_info(objects)
-    detections = []
-    for obj in visible_objects(label_map):
-        label, confidence = _label_and_confidence(info, obj.track_id)
-        document = {
-            "_id": ObjectId(),
-            "_cls": "Detection",
-            "attributes": {},
-            "tags": [],
-            "label": label,
-            "bounding_box": obj.bounding_box,
-            "mask": fou.serialize_numpy_array(obj.mask),
-            "index": obj.track_id,
-        }
-        if confidence is not None:
-            document["confidence"] = confidence
-        detections.append(document)
-    return {"_cls": "Detections", "detections": detections}
+    per_object = {} if signals is None else signals.objects
+    detections = [detection_document(obj, info.get(obj.track_id), per_object.get(obj.track_id))
+                  for obj in visible_objects(label_map)]
+    document = {"_cls": "Detections", "detections": detections}
+    if signals is not None:
+        document.update(frame_signal_attributes(signals))
+    return document
+
+
+def frame_signal_attributes(signals):
+    """The frame-level attributes of FrameSignals stored on the Detections: suspicion, reason, vanished."""
+    inside = sorted(int(object_id) for object_id, at_border in signals.vanished.items() if not at_border)
+    return {"suspicion": signals.suspicion, "reason": signals.reason, "vanished": inside}
+
+
+def detection_document(visible_object, info=None, object_signals=None):
+    """The database document of one Detection: a VisibleObject with the ``label``, ``score`` and
+    ``provenance`` of ``info`` (defaults "object", none, "tracked") and optional ObjectSignals."""
+    label, confidence = _label_and_confidence({visible_object.track_id: info}, visible_object.track_id)
+    document = {
+        "_id": ObjectId(),
+        "_cls": "Detection",
+        "attributes": {},
+        "tags": [],
+        "label": label,
+        "bounding_box": visible_object.bounding_box,
+        "mask": fou.serialize_numpy_array(visible_object.mask),
+        "index": visible_object.track_id,
+        "provenance": getattr(info, "provenance", None) or "tracked",
+        "samtrack_hash": content_hash(visible_object.track_id, label, visible_object.bounding_box, visible_object.mask),
+    }
+    if confidence is not None:
+        document["confidence"] = confidence
+    if object_signals is not None:
+        document.update(_signal_attributes(object_signals))
+    return document
+
+
+def _signal_attributes(object_signals):
+    return {name: (value.item() if isinstance(value, np.generic) else value)
+            for name, value in object_signals._asdict().items() if name in SIGNAL_ATTRIBUTES}
 
 
 def label_map_to_segmentation(label_map):
@@ -182,10 +226,10 @@ def detection_mask(detection, frame_size):
     return detection.to_segmentation(frame_size=(width, height), target=1).mask.astype(bool)
 
 
-def frame_documents(label_map, objects, label_field, seg_field=None):
-    """``{field: document}`` for one frame: ``label_field`` gets the Detections, ``seg_field`` (if given)
-    the full Segmentation."""
-    documents = {label_field: detections_document(label_map, objects)}
+def frame_documents(label_map, objects, label_field, seg_field=None, signals=None):
+    """``{field: document}`` for one frame: ``label_field`` gets the Detections (with ``signals``, see
+    :func:`detections_document`), ``seg_field`` (if given) the full Segmentation."""
+    documents = {label_field: detections_document(label_map, objects, signals)}
     if seg_field is not None:
         documents[seg_field] = segmentation_document(label_map)
     return documents

@@ -1,8 +1,17 @@
-"""Where samtrack meets FiftyOne datasets: ``track_samples`` and friends (see ``runs.py``)."""
+"""Where samtrack meets FiftyOne datasets: ``track_samples`` and friends (see ``runs.py``).
 
+Everything a FiftyOne user needs is importable from here: tracking (``track_samples``), evaluation
+(``evaluate_tracks``), exports (``export_coco``, ``export_davis``, ``export_ytvis``, ``import_davis``; loaded
+on first use, since ``samtrack_ops.export`` itself builds on this package) and delegated runs.
+"""
+
+import importlib
+
+from samtrack_ops.fiftyone.evaluation_runs import evaluate_tracks
 from samtrack_ops.fiftyone.prompts import FieldPrompts, prompts_from_fields
 from samtrack_ops.fiftyone.runs import (
     TRACK_OPERATOR_URI,
+    FrameProgress,
     call_to_params,
     queue_videos,
     recover,
@@ -18,12 +27,24 @@ from samtrack_ops.fiftyone.storage import (
     label_map_to_segmentation,
 )
 
+_FROM_EXPORT = ("export_coco", "export_davis", "export_ytvis", "import_davis")
+
+
+def __getattr__(name):
+    if name in _FROM_EXPORT:
+        return getattr(importlib.import_module("samtrack_ops.export"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "FieldPrompts",
+    "FrameProgress",
     "TRACK_OPERATOR_URI",
     "VideoBusyError",
     "call_to_params",
     "detections_to_label_map",
+    "evaluate_tracks",
+    *_FROM_EXPORT,
     "label_map_to_detections",
     "label_map_to_segmentation",
     "prompts_from_fields",

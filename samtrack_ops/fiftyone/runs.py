@@ -32,6 +32,7 @@ import numpy as np
 from bson import ObjectId
 
 import fiftyone.core.odm as foo
+import fiftyone.core.utils as fou
 
 from samtrack_ops import models
 from samtrack_ops.fiftyone import staging
@@ -192,6 +193,8 @@ def _json_safe(options):
             value = None if value is None else f"prebuilt {type(value).__name__}"
         elif isinstance(value, np.generic):
             value = value.item()
+        elif isinstance(value, tuple):
+            value = list(value)
         elif not isinstance(value, (str, int, float, bool, type(None), list, dict)):
             value = str(value)
         safe[key] = value
@@ -236,7 +239,7 @@ def _is_done(dataset, sample_id, label_field, print_):
 # --- one video -------------------------------------------------------------------------------------
 
 
-def _track_video(dataset, sample, prompts, label_field, mode, options, store_seg, print_, report, operation_id):
+def _track_video(dataset, sample, prompts, label_field, mode, options, store_seg, print_, bar, operation_id):
     from samtrack_ops.pipeline import segment_and_track
 
     seg_field = f"{label_field}_seg" if store_seg else None
@@ -251,15 +254,50 @@ def _track_video(dataset, sample, prompts, label_field, mode, options, store_seg
         "fingerprint": print_,
         "run_key": run_key(label_field),
     }
-    total = (sample.metadata.total_frame_count if sample.metadata else None) or 0
     frames = 0
     with staging.VideoWrite(dataset, sample.id, field_types, operation_id=operation_id, record=record) as write:
-        for result in segment_and_track(sample.filepath, prompts, mode, **options):
+        for result in segment_and_track(sample.filepath, prompts, mode, on_stage=bar.set_stage, **options):
             write.add(result.frame_index + 1, frame_documents(result.label_map, result.objects, label_field, seg_field))
             frames += 1
-            report(frames / total if total else 0.0)
+            bar.update()
         write.commit()
     return frames
+
+
+def frames_to_track(sample, options):
+    """How many frames of ``sample`` a run with ``options`` processes (its ``frame_range``), by the metadata."""
+    total = (sample.metadata.total_frame_count if sample.metadata else None) or 0
+    start, stop = options.get("frame_range") or (0, None)
+    return len(range(total)[start:stop])
+
+
+class FrameProgress(fou.ProgressBar):
+    """FiftyOne's progress bar over the frames of a :func:`track_samples` call, showing the current stage.
+
+    ``progress`` follows FiftyOne's convention (``apply_model``, ``compute_metadata``): None uses
+    ``fo.config.show_progress_bars``, True/False force the bar on/off, and a callable is called instead of
+    drawing a bar, with this object after every frame and stage change (``.iteration``, ``.total``,
+    ``.progress`` in [0, 1], ``.stage``: e.g. "video 1/2: loading SAM (vit_b)"; no "video" part for one video).
+    """
+
+    def __init__(self, total, progress=None):
+        self._on_update = progress if callable(progress) else None
+        self.stage = ""
+        self.video = ""
+        super().__init__(total=total, progress=False if self._on_update else progress, iters_str="frames")
+
+    def start_video(self, position, count, filepath):
+        self.video = f"video {position + 1}/{count}: " if count > 1 else ""
+        self.set_stage(f"tracking {filepath}")
+
+    def set_stage(self, message):
+        self.stage = self.video + message
+        self.set_iteration(self.iteration, suffix=self.stage)
+
+    def set_iteration(self, *args, **kwargs):
+        super().set_iteration(*args, **kwargs)
+        if self._on_update is not None:
+            self._on_update(self)
 
 
 # --- the public call -------------------------------------------------------------------------------
@@ -291,14 +329,16 @@ def track_samples(
         store_seg: also write the full label map to ``frames.<label_field>_seg`` (``fo.Segmentation``)
         skip_existing: skip videos whose field already holds the result of the same mode, options,
             prompts and checkpoints
-        progress: optional ``progress(fraction, message)`` callback, called per frame
+        progress: a progress bar over the frames, FiftyOne's convention (see :class:`FrameProgress`): None
+            (``fo.config.show_progress_bars``, on by default), True, False, or a callable receiving the
+            :class:`FrameProgress` (``.progress``, ``.iteration``, ``.total``, ``.stage``) instead of a bar
         record_run: register the run record ``samtrack_<label_field>`` on the dataset
         download: allow downloading missing checkpoints
         operation_id: the delegated operation running this call, if any (recorded for recovery)
         stale_after: seconds of silence after which a writer on another host counts as dead
         **options: pipeline options (sam_model, tracker_model, detector_model, device, sam_checkpoint,
             tracker_checkpoint, detector_checkpoint, text_encoder_path, sam_gap, min_area, max_obj_num,
-            min_new_obj_iou, auto_text, ...; prebuilt segmentor/tracker/detector objects)
+            min_new_obj_iou, auto_text, frame_range, ...; prebuilt segmentor/tracker/detector objects)
 
     Returns:
         ``{sample_id: "done" | "skipped"}``
@@ -310,19 +350,19 @@ def track_samples(
 
     plan = plan_videos(sample_collection, prompts, mode, options, model_record, store_seg)
     videos = {}
-    for position, (sample, video_prompts, print_) in enumerate(plan):
+    todo = []
+    for sample, video_prompts, print_ in plan:
         if skip_existing and _is_done(dataset, sample.id, label_field, print_):
             videos[sample.id] = {"status": "skipped", "fingerprint": print_}
-            continue
-
-        def report(fraction, position=position, name=sample.filepath):
-            if progress is not None:
-                progress((position + fraction) / len(plan), f"video {position + 1}/{len(plan)}: {name}")
-
-        frames = _track_video(
-            dataset, sample, video_prompts, label_field, mode, options, store_seg, print_, report, operation_id
-        )
-        videos[sample.id] = {"status": "done", "fingerprint": print_, "frames": frames}
+        else:
+            todo.append((sample, video_prompts, print_))
+    with FrameProgress(sum(frames_to_track(sample, options) for sample, _, _ in todo), progress) as bar:
+        for position, (sample, video_prompts, print_) in enumerate(todo):
+            bar.start_video(position, len(todo), sample.filepath)
+            frames = _track_video(
+                dataset, sample, video_prompts, label_field, mode, options, store_seg, print_, bar, operation_id
+            )
+            videos[sample.id] = {"status": "done", "fingerprint": print_, "frames": frames}
 
     if record_run:
         save_run_record(dataset, label_field, mode, options, model_record, prompts, store_seg, videos)

@@ -35,7 +35,7 @@ def test_progress_bar_by_default_counts_frames_and_shows_the_stage(one_video, mo
     track_samples(one_video, SWAN, "tracks", **models_on_cpu)
     output = capsys.readouterr().out
     assert "4/4" in output and "frames/s" in output
-    assert "tracking forward from frame index 0" in output  # the stage, as the bar's suffix
+    assert "samtrack: tracking forward from frame index 0\n" in output  # each stage: a line above the bar
 
 
 def test_progress_callback_instead_of_a_bar_and_off_switch(one_video, models_on_cpu, capsys):

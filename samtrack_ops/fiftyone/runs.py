@@ -272,7 +272,7 @@ def frames_to_track(sample, options):
 
 
 class FrameProgress(fou.ProgressBar):
-    """FiftyOne's progress bar over the frames of a :func:`track_samples` call, showing the current stage.
+    """FiftyOne's progress bar over the frames of a :func:`track_samples` call; each stage is printed above it.
 
     ``progress`` follows FiftyOne's convention (``apply_model``, ``compute_metadata``): None uses
     ``fo.config.show_progress_bars``, True/False force the bar on/off, and a callable is called instead of
@@ -292,7 +292,9 @@ class FrameProgress(fou.ProgressBar):
 
     def set_stage(self, message):
         self.stage = self.video + message
-        self.set_iteration(self.iteration, suffix=self.stage)
+        if not self.quiet:
+            print(f"samtrack: {self.stage}")  # the bar captures stdout and shows this line above itself
+        self.set_iteration(self.iteration)
 
     def set_iteration(self, *args, **kwargs):
         super().set_iteration(*args, **kwargs)

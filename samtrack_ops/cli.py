@@ -104,6 +104,9 @@ def parse_args(argv=None):
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--app", action="store_true",
                         help="open the dataset in the FiftyOne App when done (until Ctrl-C)")
+    parser.add_argument("--seed-exact", action="store_true",
+                        help="automatic mode: reproduce the Segment-and-Track-Anything seed's segment-everything "
+                             "label maps exactly (BGR input, generator paint order, reused highest ID)")
     parser.add_argument("--random-weights", action="store_true",
                         help="DEVELOPERS ONLY: run with random-weight checkpoints (meaningless output)")
     parser.set_defaults(objects=None)
@@ -382,6 +385,8 @@ def pipeline_options(args, frames):
         options["frame_range"] = frames
     if args.sam_gap is not None:
         options["sam_gap"] = args.sam_gap
+    if args.seed_exact:
+        options["seed_exact"] = True
     return options
 
 

@@ -20,7 +20,12 @@ from samtrack_ops.fiftyone.runs import (
     track_samples,
     video_record,
 )
-from samtrack_ops.fiftyone.staging import VideoBusyError, recover_interrupted_writes
+from samtrack_ops.fiftyone.staging import (
+    CommitInterruptedError,
+    VideoBusyError,
+    WriteLostError,
+    recover_interrupted_writes,
+)
 from samtrack_ops.fiftyone.storage import (
     detections_to_label_map,
     label_map_to_detections,
@@ -37,10 +42,12 @@ def __getattr__(name):
 
 
 __all__ = [
+    "CommitInterruptedError",
     "FieldPrompts",
     "FrameProgress",
     "TRACK_OPERATOR_URI",
     "VideoBusyError",
+    "WriteLostError",
     "call_to_params",
     "detections_to_label_map",
     "evaluate_tracks",

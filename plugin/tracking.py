@@ -10,6 +10,8 @@ Operators called from Python (``execute_operator``) or queued per video may inst
 run params (``samtrack_ops.fiftyone.call_to_params``) as ``params={"run": ...}``.
 """
 
+import json
+
 import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
@@ -37,6 +39,13 @@ NUMERIC_OPTIONS = {  # name: (type, default, description)
     "max_obj_num": (int, _DEFAULTS.max_obj_num, "most objects in a video"),
     "min_new_obj_iou": (float, _DEFAULTS.min_new_obj_iou,
                         "automatic / fusion: share of a segment that must be untracked for a new object"),
+}
+DETECTOR_MODELS = tuple(name for name, entry in models.CHECKPOINTS.items() if entry.family == "groundingdino")
+ADVANCED_OPTIONS = {  # name: (type, description); shown under "Show advanced options", empty = the default
+    "box_threshold": (float, "Grounding-DINO: smallest box score to keep a detection"),
+    "text_threshold": (float, "Grounding-DINO: smallest word score to name a detection"),
+    "long_term_mem_gap": (int, "DeAOT: frames between long-term memory entries (empty = SAM-Track's 9999)"),
+    "max_len_long_term": (int, "DeAOT: most long-term memory entries (empty = SAM-Track's 9999)"),
 }
 CHECKPOINT_INPUTS = ("sam_checkpoint", "tracker_checkpoint", "detector_checkpoint", "text_encoder_path")
 
@@ -77,7 +86,8 @@ def target_collection(ctx):
 
 
 def _form_prompts(params):
-    frame = int(params.get("prompt_frame") or 1) - 1
+    number = params.get("prompt_frame")
+    frame = (1 if number is None else int(number)) - 1
     if frame < 0:
         raise InputProblem("prompt frame numbers start at 1")
     prompts = []
@@ -127,8 +137,27 @@ def _options(params):
             options[name] = params[name]
     if params.get("mode") == "automatic" and _text(params):
         options["auto_text"] = _text(params)
+    if params.get("advanced"):
+        options.update(_advanced_options(params))
     if params.get("seed_exact"):
         options["seed_exact"] = True
+    return options
+
+
+def _advanced_options(params):
+    options = {"detector_model": params.get("detector_model") or _DEFAULTS.detector_model}
+    for name, (kind, _) in ADVANCED_OPTIONS.items():
+        if params.get(name) is not None:
+            options[name] = kind(params[name])
+    text = (params.get("generator_options") or "").strip()
+    if text:
+        example = 'e.g. {"points_per_side": 16, "pred_iou_thresh": 0.8}'
+        try:
+            options["generator_options"] = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InputProblem(f"generator_options is not valid JSON ({error}); give an object, {example}") from None
+        if not isinstance(options["generator_options"], dict):
+            raise InputProblem(f"generator_options must be a JSON object, {example}")
     return options
 
 
@@ -210,6 +239,7 @@ class TrackObjects(foo.Operator):
         _target_inputs(ctx, inputs)
         _prompt_inputs(ctx, inputs)
         _model_inputs(inputs)
+        _advanced_inputs(ctx, inputs)
         _output_inputs(inputs)
         try:
             run = form_to_run(ctx.params)
@@ -229,8 +259,8 @@ class TrackObjects(foo.Operator):
             queued = queue_videos(collection, run, delegation_target=ctx.delegation_target)
             return {"queued_operations": queued}
 
-        def progress(fraction, message):
-            ctx.set_progress(progress=fraction, label=message)
+        def progress(bar):
+            ctx.set_progress(progress=bar.progress, label=bar.stage)
 
         outcome = track_from_params(collection, run, progress=progress, operation_id=ctx.request_params.get("run_doc"))
         if not ctx.delegated:
@@ -314,6 +344,23 @@ def _model_inputs(inputs):
     inputs.bool("seed_exact", default=False, label="seed_exact",
                 description="automatic mode: segment everything exactly as the Segment-and-Track-Anything seed "
                             "(BGR input, masks in generator order, reused highest ID); see the README")
+
+
+def _advanced_inputs(ctx, inputs):
+    inputs.bool("advanced", default=False, label="Show advanced options",
+                description="Grounding-DINO model and thresholds, DeAOT memory, SAM segment-everything settings")
+    if not ctx.params.get("advanced"):
+        return
+    choices = types.Dropdown()
+    for value in DETECTOR_MODELS:
+        choices.add_choice(value, label=value)
+    inputs.enum("detector_model", choices.values(), default=_DEFAULTS.detector_model, label="detector_model",
+                view=choices, description="Grounding-DINO for text prompts and automatic text classes")
+    for name, (kind, description) in ADVANCED_OPTIONS.items():
+        adder = inputs.int if kind is int else inputs.float
+        adder(name, default=getattr(_DEFAULTS, name), label=name, description=description)
+    inputs.str("generator_options", label="generator_options",
+               description='SAM segment-everything overrides as JSON, e.g. {"points_per_side": 16}')
 
 
 def _output_inputs(inputs):

@@ -34,7 +34,7 @@ segments), elsewhere the tracker's confidence (:mod:`samtrack_ops.passes`).
 import itertools
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, NamedTuple, Optional
 
 import numpy as np
@@ -43,9 +43,8 @@ from samtrack_ops.cmr import find_new_objects, label_map_dtype
 from samtrack_ops.keyframes import KeyFramePrompter, paint
 from samtrack_ops.passes import PassResult, TrackPass, merge_passes
 from samtrack_ops.prompts import OBJECT_PROMPTS, PromptError, Text
-from samtrack_ops.video import SpillStore, check_missing_frames_policy, open_frames
 from samtrack_ops.registry import ObjectRegistry
-from samtrack_ops.video import SpillStore, open_frames
+from samtrack_ops.video import FrameSource, SpillStore, VideoError, check_missing_frames_policy, open_frames
 
 MODES = ("interactive", "automatic", "fusion")
 STAGES = ("decode", "SAM embedding", "everything-generation", "Grounding-DINO", "tracking", "CMR")
@@ -74,8 +73,10 @@ class PipelineOptions:
     """Every option of segment_and_track (defaults as the seed where it has them).
 
     timings: a dict that receives the seconds spent per stage (:data:`STAGES`);
-    progress: called as progress(frame_index, frame_count or None) after each frame (frame_count grows to
-    frame_index + 1 when a video holds more frames than its container says);
+    progress: called as progress(frame_index, frame_count or None) after each frame;
+    on_stage: called with a short message (e.g. "loading SAM (vit_b)") as each stage starts;
+    frame_range: (start, stop) 0-based frame indices, stop excluded or None (to the end): only these frames
+    are processed; prompts must lie inside, results keep the video's frame indices.
     on_missing_frames: "fail" or "warn" when a video decodes to fewer frames than it says it holds
     (see :mod:`samtrack_ops.video`).
     """
@@ -92,6 +93,8 @@ class PipelineOptions:
     long_term_mem_gap: Optional[int] = None
     max_len_long_term: Optional[int] = None
     progress: Optional[Callable] = None
+    on_stage: Optional[Callable] = None
+    frame_range: Optional[tuple] = None
     timings: Optional[dict] = None
     on_missing_frames: str = "fail"
     sam_model: str = "vit_b"
@@ -126,9 +129,15 @@ class PipelineOptions:
         check_missing_frames_policy(self.on_missing_frames)
         if not 0 <= self.min_new_obj_iou <= 1:
             raise ValueError(f"min_new_obj_iou is an area ratio in [0, 1], got {self.min_new_obj_iou!r}")
+        if self.frame_range is not None:
+            self.frame_range = check_frame_range(self.frame_range)
         if self.tracker is not None and (self.long_term_mem_gap, self.max_len_long_term) != (None, None):
             raise ValueError("long_term_mem_gap/max_len_long_term configure a tracker the pipeline builds; "
                              "pass them to load_tracker for a prebuilt tracker=")
+
+    def announce(self, message):
+        if self.on_stage is not None:
+            self.on_stage(message)
 
     @property
     def memory_options(self):
@@ -154,6 +163,7 @@ class Models:
             from samtrack_ops.segmentor import load_segmentor
 
             options = self.options
+            options.announce(f"loading SAM ({options.sam_model})")
             self._segmentor = load_segmentor(options.sam_model, options.sam_checkpoint, options.device)
         return self._segmentor
 
@@ -163,6 +173,7 @@ class Models:
             from samtrack_ops.detector import load_detector
 
             options = self.options
+            options.announce(f"loading Grounding-DINO ({options.detector_model})")
             self._detector = load_detector(options.detector_model, options.detector_checkpoint,
                                            options.text_encoder_path, options.device)
         return self._detector
@@ -173,6 +184,7 @@ class Models:
             from samtrack_ops.tracker import load_tracker
 
             options = self.options
+            options.announce(f"loading the DeAOT tracker ({options.tracker_model})")
             self._tracker = load_tracker(options.tracker_model, options.tracker_checkpoint, options.device,
                                          **options.memory_options)
         return self._tracker
@@ -215,11 +227,54 @@ def segment_and_track(frames, prompts=(), mode="interactive", **options):
     parsed = PipelineOptions.parse(options)
     prompts = _checked_prompts(prompts, mode, parsed)
     source = open_frames(frames, parsed.on_missing_frames)
-    if source.frame_count is not None and prompts and max(p.frame for p in prompts) >= source.frame_count:
+    if parsed.frame_range is None:
+        _check_prompts_before(prompts, source.frame_count, "the video has {count} frames (0..{last})")
+        return SamTrackRun(source, prompts, mode, parsed).results()
+    start, stop = parsed.frame_range
+    source = _frame_window(source, start, stop)
+    early = [prompt for prompt in prompts if prompt.frame < start]
+    if early:
+        raise PromptError(f"{type(early[0]).__name__} prompt on frame {early[0].frame}, before frame_range's "
+                          f"first frame {start}")
+    _check_prompts_before(prompts, None if source.frame_count is None else start + source.frame_count,
+                          f"frame_range ({start}, {stop}) of this video ends at frame {{last}}")
+    shifted = [replace(prompt, frame=prompt.frame - start) for prompt in prompts]
+    results = SamTrackRun(source, shifted, mode, parsed, first_frame=start).results()
+    return (result._replace(frame_index=result.frame_index + start) for result in results)
+
+
+def _check_prompts_before(prompts, count, what):
+    """PromptError unless every prompt's frame is below ``count`` (None = unknown); what: "... {count} {last}"."""
+    if count is not None and prompts and max(p.frame for p in prompts) >= count:
         late = max(prompts, key=lambda p: p.frame)
-        raise PromptError(f"{type(late).__name__} prompt on frame {late.frame}, but the video has "
-                          f"{source.frame_count} frames (0..{source.frame_count - 1})")
-    return SamTrackRun(source, prompts, mode, parsed).results()
+        raise PromptError(f"{type(late).__name__} prompt on frame {late.frame}, but "
+                          + what.format(count=count, last=count - 1))
+
+
+def check_frame_range(frame_range):
+    """``(start, stop)`` as ints, 0 <= start < stop, stop None = to the end; ValueError otherwise."""
+    try:
+        start, stop = frame_range
+    except (TypeError, ValueError):
+        start = stop = None
+    valid = (isinstance(start, (int, np.integer)) and start >= 0
+             and (stop is None or isinstance(stop, (int, np.integer)) and stop > start))
+    if not valid:
+        raise ValueError(f"frame_range must be (start, stop) with 0 <= start < stop (stop None = to the end), "
+                         f"got {frame_range!r}")
+    return int(start), None if stop is None else int(stop)
+
+
+def _frame_window(source, start, stop):
+    """A FrameSource of the frames start..stop-1 of ``source`` (the ones before start are decoded and dropped)."""
+    count = source.frame_count
+    if count is not None and start >= count:
+        raise VideoError(f"frame_range starts at frame {start}, but {source.description} has {count} frames "
+                         f"(0..{count - 1})")
+    if count is not None:
+        count = min(count, stop or count) - start
+    description = f"frames {start}..{'end' if stop is None else stop - 1} of {source.description}"
+    return FrameSource(itertools.islice(source, start, stop), count, description)
 
 
 def _checked_prompts(prompts, mode, options):
@@ -245,8 +300,9 @@ def _checked_prompts(prompts, mode, options):
 class SamTrackRun:
     """One video through the pipeline (see the module docstring for the steps)."""
 
-    def __init__(self, source, prompts, mode, options):
+    def __init__(self, source, prompts, mode, options, first_frame=0):
         self.source = source
+        self.first_frame = first_frame  # of the video, for messages: frame indices here start at 0
         self.options = options
         self.automatic = mode in ("automatic", "fusion")
         self.prompts_by_frame = {}
@@ -270,6 +326,7 @@ class SamTrackRun:
             for anchor in sorted(backward_anchors):
                 self._track_backward(anchor, key_objects[anchor], store)
             replayed = (store.get(f"frame-{index}") for index in range(self.last_prompted + 1))
+            self.options.announce(self._forward_stage())
             forward = ForwardPass(self, key_objects)
             for index, frame in enumerate(itertools.chain(replayed, frames)):
                 merged = forward.step(index, frame, self._backward_results(index, backward_anchors, store))
@@ -289,8 +346,22 @@ class SamTrackRun:
             self.check_frame_size(frame)
             store.put(f"frame-{index}", frame)
             if index in self.prompts_by_frame:
+                self.options.announce(self._key_frame_stage(index))
                 key_objects[index] = self.prompter.objects(index, frame, self.prompts_by_frame[index])
         return key_objects
+
+    def _key_frame_stage(self, index):
+        prompts = self.prompts_by_frame[index]
+        models = "Grounding-DINO + SAM" if any(isinstance(p, Text) for p in prompts) else "SAM"
+        return (f"key frame index {self.first_frame + index}: {models} embedding and masks for "
+                f"{len(prompts)} prompt(s)")
+
+    def _forward_stage(self):
+        stage = f"tracking forward from frame index {self.first_frame}"
+        if not self.automatic:
+            return stage
+        finder = f"Grounding-DINO '{self.options.auto_text}'" if self.options.auto_text else "SAM segment-everything"
+        return f"{stage}, looking for new objects every {self.options.sam_gap} frames ({finder})"
 
     def check_frame_size(self, frame):
         """Remembers the first frame's (H, W) and checks every prompt against it."""
@@ -303,6 +374,8 @@ class SamTrackRun:
     def _track_backward(self, anchor, key_objects, store):
         """Tracks the objects new on frame ``anchor`` over frames anchor-1 .. 0; label maps and scores to disk."""
         new_objects = [key_object for key_object in key_objects if not key_object.correction]
+        self.options.announce(f"tracking backward from frame index {self.first_frame + anchor} "
+                              f"to {self.first_frame}")
         backward = TrackPass(self.models.tracker, self.dtype)
         backward.add_reference(anchor, store.get(f"frame-{anchor}"), paint(new_objects, self.frame_size, self.dtype))
         for index in range(anchor - 1, -1, -1):

@@ -1,5 +1,14 @@
-"""Where samtrack meets FiftyOne datasets: ``track_samples`` and friends (see ``runs.py``)."""
+"""Where samtrack meets FiftyOne datasets: ``track_samples`` and friends (see ``runs.py``).
 
+Everything a FiftyOne user needs is importable from here: tracking (``track_samples``), evaluation
+(``evaluate_tracks``), exports (``export_coco``, ``export_davis``, ``export_ytvis``, ``import_davis``; loaded
+on first use, since ``samtrack_ops.export`` itself builds on this package) and delegated runs.
+"""
+
+import importlib
+
+from samtrack_ops.fiftyone.evaluation_runs import evaluate_tracks
+from samtrack_ops.fiftyone.progress import FrameProgress
 from samtrack_ops.fiftyone.prompts import FieldPrompts, prompts_from_fields
 from samtrack_ops.fiftyone.queueing import call_to_params, queue_videos, track_from_params
 from samtrack_ops.fiftyone.records import run_key, video_record
@@ -18,15 +27,27 @@ from samtrack_ops.fiftyone.storage import (
     label_map_to_segmentation,
 )
 
+_FROM_EXPORT = ("export_coco", "export_davis", "export_ytvis", "import_davis")
+
+
+def __getattr__(name):
+    if name in _FROM_EXPORT:
+        return getattr(importlib.import_module("samtrack_ops.export"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CommitInterruptedError",
     "FieldPrompts",
+    "FrameProgress",
     "TRACK_OPERATOR_URI",
     "VideoBusyError",
     "WriteLostError",
     "build_review_queue",
     "call_to_params",
     "detections_to_label_map",
+    "evaluate_tracks",
+    *_FROM_EXPORT,
     "label_map_to_detections",
     "label_map_to_segmentation",
     "mark_reviewed",

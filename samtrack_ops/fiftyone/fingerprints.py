@@ -82,6 +82,8 @@ def json_safe(options):
             value = None if value is None else f"prebuilt {type(value).__name__}"
         elif isinstance(value, np.generic):
             value = value.item()
+        elif isinstance(value, tuple):
+            value = list(value)
         elif not isinstance(value, (str, int, float, bool, type(None), list, dict)):
             value = str(value)
         safe[key] = value

@@ -12,6 +12,7 @@ import re
 
 from samtrack_ops.fiftyone import staging
 from samtrack_ops.fiftyone.fingerprints import fingerprint, resolve_models
+from samtrack_ops.fiftyone.progress import FrameProgress, frames_to_track
 from samtrack_ops.fiftyone.prompts import FieldPrompts, frame_size, prompts_from_fields
 from samtrack_ops.fiftyone.records import is_done, run_key, save_run_record, video_record_id
 from samtrack_ops.fiftyone.recovery import recover
@@ -113,7 +114,7 @@ def plan_videos(sample_collection, prompts, mode, options, model_record, store_s
 # --- one video -------------------------------------------------------------------------------------
 
 
-def _track_video(dataset, sample, prompts, label_field, mode, options, store_seg, print_, report, operation_id):
+def _track_video(dataset, sample, prompts, label_field, mode, options, store_seg, print_, bar, operation_id):
     from samtrack_ops.pipeline import segment_and_track
 
     seg_field = f"{label_field}_seg" if store_seg else None
@@ -129,9 +130,9 @@ def _track_video(dataset, sample, prompts, label_field, mode, options, store_seg
     total = (sample.metadata.total_frame_count if sample.metadata else None) or 0
     source = open_frames(sample.filepath)
     source.expect(total, "its FiftyOne metadata (total_frame_count)")
-    results = segment_and_track(source, prompts, mode, **options)
+    results = segment_and_track(source, prompts, mode, on_stage=bar.set_stage, **options)
     return write_results(dataset, sample.id, results, field_types, label_field, seg_field,
-                         lambda frames: report(min(frames / total, 1.0) if total else 0.0), operation_id, record)
+                         lambda frames: bar.update(), operation_id, record)
 
 
 def write_results(dataset, sample_id, results, field_types, label_field, seg_field=None, report=None,
@@ -181,14 +182,16 @@ def track_samples(
         store_seg: also write the full label map to ``frames.<label_field>_seg`` (``fo.Segmentation``)
         skip_existing: skip videos whose field already holds the result of the same mode, options,
             prompts and checkpoints
-        progress: optional ``progress(fraction, message)`` callback, called per frame
+        progress: a progress bar over the frames, FiftyOne's convention (see :class:`FrameProgress`): None
+            (``fo.config.show_progress_bars``, on by default), True, False, or a callable receiving the
+            :class:`FrameProgress` (``.progress``, ``.iteration``, ``.total``, ``.stage``) instead of a bar
         record_run: register the run record ``samtrack_<label_field>`` on the dataset
         download: allow downloading missing checkpoints
         operation_id: the delegated operation running this call, if any (recorded for recovery)
         stale_after: seconds without heartbeat after which a writer counts as dead
         **options: pipeline options (sam_model, tracker_model, detector_model, device, sam_checkpoint,
             tracker_checkpoint, detector_checkpoint, text_encoder_path, sam_gap, min_area, max_obj_num,
-            min_new_obj_iou, auto_text, seed_exact, ...; prebuilt segmentor/tracker/detector objects)
+            min_new_obj_iou, auto_text, seed_exact, frame_range, ...; prebuilt segmentor/tracker/detector objects)
 
     Returns:
         ``{sample_id: "done" | "skipped"}``
@@ -200,19 +203,19 @@ def track_samples(
 
     plan = plan_videos(sample_collection, prompts, mode, options, model_record, store_seg)
     videos = {}
-    for position, (sample, video_prompts, print_) in enumerate(plan):
+    todo = []
+    for sample, video_prompts, print_ in plan:
         if skip_existing and is_done(dataset, sample.id, label_field, print_):
             videos[sample.id] = {"status": "skipped", "fingerprint": print_}
-            continue
-
-        def report(fraction, position=position, name=sample.filepath):
-            if progress is not None:
-                progress((position + fraction) / len(plan), f"video {position + 1}/{len(plan)}: {name}")
-
-        frames = _track_video(
-            dataset, sample, video_prompts, label_field, mode, options, store_seg, print_, report, operation_id
-        )
-        videos[sample.id] = {"status": "done", "fingerprint": print_, "frames": frames}
+        else:
+            todo.append((sample, video_prompts, print_))
+    with FrameProgress(sum(frames_to_track(sample, options) for sample, _, _ in todo), progress) as bar:
+        for position, (sample, video_prompts, print_) in enumerate(todo):
+            bar.start_video(position, len(todo), sample.filepath)
+            frames = _track_video(
+                dataset, sample, video_prompts, label_field, mode, options, store_seg, print_, bar, operation_id
+            )
+            videos[sample.id] = {"status": "done", "fingerprint": print_, "frames": frames}
     done = [sample_id for sample_id, info in videos.items() if info["status"] == "done"]
     if done:
         store_video_summaries(dataset.select(done), label_field)

@@ -165,7 +165,6 @@ class VideoWrite:
         self.batch_size = batch_size
         self.operation_id = None if operation_id is None else str(operation_id)
         self.record = record
-        self.partial = bool(partial)
         self._token = uuid.uuid4().hex
         self._pending = []
         self._journal, self._staged = _collections()
@@ -185,7 +184,6 @@ class VideoWrite:
             "state": "staging",
             "operation_id": self.operation_id,
             "record": self.record,
-            "partial": self.partial,
             "started_at": _now(),
             "heartbeat": _now(),
             **_this_process(),

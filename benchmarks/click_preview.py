@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 REPO_DIR = Path(__file__).resolve().parents[1]
-DEFAULT_VIDEO = REPO_DIR.parent / "shared" / "data" / "blackswan.mp4"
+DEFAULT_VIDEO = Path(os.environ.get("SAMTRACK_SHARED_DIR", REPO_DIR.parent / "shared")) / "data" / "blackswan.mp4"
 sys.path.insert(0, str(REPO_DIR))  # the plugin's own package, as FiftyOne loads it
 
 

@@ -312,15 +312,17 @@ class ClickPromptPanel(foo.Panel):
         if ctx.dataset is None or ctx.dataset.media_type != "video":
             panel.md("Open a **video** dataset to click objects on its frames.", name="no_video")
             return types.Property(panel, view=types.GridView(orientation="vertical"))
+        # what a click changes (status, object list, Track) sits above the frame: the App gives the plot more
+        # height than the frame needs, which would push anything below it out of view
         self._render_pickers(ctx, panel)
         panel.md(ctx.panel.get_state("status") or "", name="status")
-        layout = ctx.panel.get_state("frame_layout") or {}
-        panel.plot("frame", layout={**layout, "height": PLOT_HEIGHT}, config={"displayModeBar": False},
-                   on_click=self.click_frame, height=PLOT_HEIGHT)
         self._render_drawing_buttons(panel)
         self._render_objects(ctx, panel)
         panel.btn("track", label="Track", variant="contained", on_click=self.track)
         panel.md(ctx.panel.get_state("track_status") or "", name="track_status")
+        layout = ctx.panel.get_state("frame_layout") or {}
+        panel.plot("frame", layout={**layout, "height": PLOT_HEIGHT}, config={"displayModeBar": False},
+                   on_click=self.click_frame, height=PLOT_HEIGHT)
         self._render_settings(panel)
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=1, px=2, py=1))
 

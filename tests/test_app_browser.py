@@ -215,8 +215,10 @@ def test_click_prompt_panel(page, app_server, browser_dataset, sam_vit_b_random_
         assert _frame_image_source(page) != frame_before, "the click is drawn before SAM answers"
         preview = page.get_by_text("Preview of 'object' on frame 1")
         preview.wait_for(timeout=RUN_TIMEOUT_MS)
-        # the preview line is in view right above the frame, not below an empty gap
-        assert 0 < clickable_frame.bounding_box()["y"] - preview.bounding_box()["y"] < 120
+        # the preview line and the buttons are above the frame, not below the plot's empty space
+        frame_top = clickable_frame.bounding_box()["y"]
+        assert preview.bounding_box()["y"] < frame_top
+        assert page.get_by_role("button", name="Add object").bounding_box()["y"] < frame_top
         _screenshot(page, "panel_click_preview")
 
         _input(page, "Object name").fill("swan")
@@ -228,6 +230,7 @@ def test_click_prompt_panel(page, app_server, browser_dataset, sam_vit_b_random_
         page.get_by_role("button", name="Track", exact=True).click()
         page.get_by_text(re.compile(r"Tracking \.\.\. frame [1-4]/4")).wait_for(timeout=RUN_TIMEOUT_MS)
         page.get_by_text("Done:").wait_for(timeout=RUN_TIMEOUT_MS)
+        page.get_by_text("frames.panel_tracks", exact=True).wait_for()  # the App reloaded: the field in the sidebar
         _screenshot(page, "panel_track_done")
         browser_dataset.reload()
         assert browser_dataset.has_frame_field("panel_tracks")

@@ -168,6 +168,8 @@ class ClickPromptPanel(foo.Panel):
         ctx.panel.set_state("objects", objects + [drawn])
         ctx.panel.set_state("object_name", "")
         self._clear_drawing(ctx)
+        self._refresh(ctx, with_masks=False)
+        self._preview_later(ctx)  # the added object's mask on the frame, without the drawing's clicks
         ctx.panel.set_state("status", f"Added '{drawn['label']}' (object {len(objects) + 1}).")
 
     def remove_last_object(self, ctx):

@@ -100,11 +100,26 @@ class KeyFramePrompter:
             warnings.warn(f"text prompt {prompt.text!r} on frame {frame_index} found nothing; no object added "
                           f"(lower box_threshold/text_threshold or rephrase)", EmptyResultWarning, stacklevel=4)
             return []
-        found = self.segment_boxes(frame, detections)
-        return self._new_objects(frame_index, [item for item in found if item[0].any()])
+        return self._new_objects(frame_index, self._segment_best_boxes(frame_index, frame, detections))
+
+    def _segment_best_boxes(self, frame_index, frame, detections):
+        """[(mask, phrase, SAM score)] of the best-scoring detections with a non-empty mask, at most as many
+        as there are free track IDs; SAM sees only the boxes needed (random or loose detectors return
+        hundreds). The detections not segmented are reported with an ObjectLimitWarning."""
+        found, remaining = [], list(detections)
+        while remaining and len(found) < self._room:
+            wanted = self._room - len(found)
+            found += [item for item in self.segment_boxes(frame, remaining[:wanted]) if item[0].any()]
+            remaining = remaining[wanted:]
+        if remaining:
+            warnings.warn(f"{len(remaining)} lower-scoring detection(s) of frame {frame_index} dropped: track IDs "
+                          f"may not exceed max_obj_num={self.max_obj_num}", ObjectLimitWarning, stacklevel=4)
+        return found
 
     def segment_boxes(self, frame, detections):
-        """[(mask (H, W) bool, phrase, SAM score)] for Detections on this frame, in detection order."""
+        """[(mask (H, W) bool, phrase, SAM score)] for the first ``max_obj_num`` Detections (best first, as the
+        detector returns them; a frame cannot hold more objects) on this frame, in detection order."""
+        detections = detections[: self.max_obj_num]
         segmentor = self.models.segmentor
         with self.stopwatch("SAM embedding"):
             segmentor.set_frame(frame)
@@ -115,9 +130,14 @@ class KeyFramePrompter:
         return [(np.asarray(mask, bool), detection.phrase or DEFAULT_LABEL, float(score))
                 for (mask, score), detection in zip(masks, detections)]
 
+    @property
+    def _room(self):
+        """How many new objects still fit under max_obj_num."""
+        return max(0, self.max_obj_num - self.next_id + 1)
+
     def _new_objects(self, frame_index, found):
         """KeyObjects with fresh IDs for [(mask, label, score)]; those beyond max_obj_num are dropped."""
-        room = max(0, self.max_obj_num - self.next_id + 1)
+        room = self._room
         if len(found) > room:
             warnings.warn(f"{len(found) - room} object(s) of frame {frame_index} dropped: track IDs may not "
                           f"exceed max_obj_num={self.max_obj_num}", ObjectLimitWarning, stacklevel=4)

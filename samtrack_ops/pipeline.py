@@ -43,7 +43,7 @@ from samtrack_ops.cmr import find_new_objects, label_map_dtype
 from samtrack_ops.keyframes import DEFAULT_LABEL, KeyFramePrompter, paint
 from samtrack_ops.passes import PassResult, TrackPass, merge_passes
 from samtrack_ops.prompts import OBJECT_PROMPTS, PromptError, Text
-from samtrack_ops.video import SpillStore, open_frames
+from samtrack_ops.video import SpillStore, check_missing_frames_policy, open_frames
 
 MODES = ("interactive", "automatic", "fusion")
 STAGES = ("decode", "SAM embedding", "everything-generation", "Grounding-DINO", "tracking", "CMR")
@@ -70,7 +70,10 @@ class PipelineOptions:
     """Every option of segment_and_track (defaults as the seed where it has them).
 
     timings: a dict that receives the seconds spent per stage (:data:`STAGES`);
-    progress: called as progress(frame_index, frame_count or None) after each frame.
+    progress: called as progress(frame_index, frame_count or None) after each frame (frame_count grows to
+    frame_index + 1 when a video holds more frames than its container says);
+    on_missing_frames: "fail" or "warn" when a video decodes to fewer frames than it says it holds
+    (see :mod:`samtrack_ops.video`).
     """
 
     sam_gap: int = 10
@@ -79,12 +82,14 @@ class PipelineOptions:
     min_new_obj_iou: float = 0.8
     auto_text: Optional[str] = None
     generator_options: dict = field(default_factory=dict)
+    seed_exact: bool = False
     box_threshold: float = 0.25
     text_threshold: float = 0.25
     long_term_mem_gap: Optional[int] = None
     max_len_long_term: Optional[int] = None
     progress: Optional[Callable] = None
     timings: Optional[dict] = None
+    on_missing_frames: str = "fail"
     sam_model: str = "vit_b"
     tracker_model: str = "r50_deaotl"
     detector_model: str = "groundingdino_swint_ogc"
@@ -114,6 +119,7 @@ class PipelineOptions:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.max_obj_num > 65535:
             raise ValueError(f"max_obj_num must be <= 65535 (uint16 label maps), got {self.max_obj_num}")
+        check_missing_frames_policy(self.on_missing_frames)
         if not 0 <= self.min_new_obj_iou <= 1:
             raise ValueError(f"min_new_obj_iou is an area ratio in [0, 1], got {self.min_new_obj_iou!r}")
         if self.tracker is not None and (self.long_term_mem_gap, self.max_len_long_term) != (None, None):
@@ -204,7 +210,7 @@ def segment_and_track(frames, prompts=(), mode="interactive", **options):
     """
     parsed = PipelineOptions.parse(options)
     prompts = _checked_prompts(prompts, mode, parsed)
-    source = open_frames(frames)
+    source = open_frames(frames, parsed.on_missing_frames)
     if source.frame_count is not None and prompts and max(p.frame for p in prompts) >= source.frame_count:
         late = max(prompts, key=lambda p: p.frame)
         raise PromptError(f"{type(late).__name__} prompt on frame {late.frame}, but the video has "
@@ -224,6 +230,9 @@ def _checked_prompts(prompts, mode, options):
                          "automatic discovery")
     if mode == "interactive" and not prompts:
         raise ValueError("interactive mode needs prompts; use mode='automatic' to find objects without them")
+    if options.seed_exact and (mode != "automatic" or options.auto_text is not None):
+        raise ValueError("seed_exact reproduces the seed's segment-everything loop: use it with mode='automatic' "
+                         "and no auto_text")
     if mode == "interactive" and options.auto_text is not None:
         raise ValueError("auto_text drives automatic discovery; use mode='automatic' or 'fusion' with it")
     return prompts
@@ -262,7 +271,8 @@ class SamTrackRun:
                 merged = forward.step(index, frame, self._backward_results(index, backward_anchors, store))
                 yield self._frame_result(index, *merged)
                 if self.options.progress is not None:
-                    self.options.progress(index, self.source.frame_count)
+                    count = self.source.frame_count
+                    self.options.progress(index, None if count is None else max(count, index + 1))
 
     def _read_prompted_frames(self, frames, store):
         """Decodes frames 0..K onto disk and turns their prompts into KeyObjects: {frame index: [KeyObject]}."""
@@ -375,7 +385,7 @@ class ForwardPass:
         prompter = self.run.prompter
         options = self.run.options
         with self.run.stopwatch("CMR"):
-            new_objects = find_new_objects(known, segments, prompter.next_id, options.min_area,
+            new_objects = find_new_objects(known, segments, self._first_new_id(), options.min_area,
                                            options.min_new_obj_iou, options.max_obj_num)
         found = np.unique(np.stack([new_objects, segments]).reshape(2, -1)[:, new_objects.ravel() != 0], axis=1)
         for object_id, segment_id in found.T.tolist():
@@ -385,14 +395,20 @@ class ForwardPass:
         label_map = np.where(new_objects != 0, new_objects, label_map).astype(self.run.dtype)
         return label_map, scores
 
+    def _first_new_id(self):
+        """The seed (seed_exact) numbers a later key frame's new objects from the highest ID so far, reusing it."""
+        next_id = self.run.prompter.next_id
+        return next_id - 1 if self.run.options.seed_exact and self.track_pass.active else next_id
+
     def _segments(self, index, frame):
         """SAM's segment map (H, W) of frame, with {segment ID: label} and {segment ID: score}."""
         options = self.run.options
         models = self.run.models
         if options.auto_text is None:
             with self.run.stopwatch("everything-generation"):
-                segments = models.segmentor.segment_everything(frame, min_area=options.min_area,
-                                                               **options.generator_options)
+                segments = models.segmentor.segment_everything(
+                    frame, min_area=options.min_area, seed_exact=options.seed_exact,
+                    max_obj_num=options.max_obj_num, **options.generator_options)
             return segments, {}, {}
         with self.run.stopwatch("Grounding-DINO"):
             detections = models.detector.detect(frame, options.auto_text, box_threshold=options.box_threshold,

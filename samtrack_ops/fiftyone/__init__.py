@@ -11,7 +11,12 @@ from samtrack_ops.fiftyone.runs import (
     track_samples,
     video_record,
 )
-from samtrack_ops.fiftyone.staging import VideoBusyError, recover_interrupted_writes
+from samtrack_ops.fiftyone.staging import (
+    CommitInterruptedError,
+    VideoBusyError,
+    WriteLostError,
+    recover_interrupted_writes,
+)
 from samtrack_ops.fiftyone.storage import (
     detections_to_label_map,
     label_map_to_detections,
@@ -19,9 +24,11 @@ from samtrack_ops.fiftyone.storage import (
 )
 
 __all__ = [
+    "CommitInterruptedError",
     "FieldPrompts",
     "TRACK_OPERATOR_URI",
     "VideoBusyError",
+    "WriteLostError",
     "call_to_params",
     "detections_to_label_map",
     "label_map_to_detections",

@@ -19,9 +19,9 @@ queued per video, so any number of ``fiftyone delegated launch`` workers sharing
 different videos (FiftyOne claims a queued operation atomically). A worker that dies mid-video leaves its
 operation RUNNING and its staged write behind: :func:`recover` (run automatically at the start and end of
 every ``track_samples`` call, so whenever any live worker starts or finishes a video) discards the staged
-write, marks the operation FAILED and queues it again. Workers on other hosts are judged dead after
-``stale_after`` seconds without a heartbeat; ``samtrack_ops.fiftyone.recover(dataset)`` also runs it
-by hand.
+write, marks the operation FAILED and queues it again. A worker's heartbeat runs in the background while
+it lives; workers are judged dead after ``stale_after`` seconds without one (at once when they ran in this
+PID namespace and their process is gone); ``samtrack_ops.fiftyone.recover(dataset)`` also runs it by hand.
 """
 
 import hashlib
@@ -38,6 +38,7 @@ from samtrack_ops.fiftyone import staging
 from samtrack_ops.fiftyone.prompts import FieldPrompts, frame_size, prompt_from_json, prompt_to_json, prompts_from_fields
 from samtrack_ops.fiftyone.storage import frame_documents
 from samtrack_ops.prompts import PromptError, Text
+from samtrack_ops.video import open_frames
 
 TRACK_OPERATOR_URI = "@samtrack/samtrack/track_objects"
 MODES = ("interactive", "automatic", "fusion")
@@ -63,13 +64,35 @@ def check_label_field(label_field):
         )
 
 
-def _check_call(sample_collection, label_field, mode, prompts):
+def _check_call(sample_collection, label_field, mode, prompts, store_seg):
+    """Everything checkable before a model is loaded: field name and types, mode, videos, prompt targets."""
     check_label_field(label_field)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     check_videos(sample_collection)
+    dataset = sample_collection._dataset
+    staging.check_field_types(dataset, _field_types(dataset, label_field, store_seg))
     if isinstance(prompts, FieldPrompts):
         prompts.validate(sample_collection)
+    if isinstance(prompts, dict):
+        _check_sample_ids(sample_collection, prompts, "prompts are given for")
+
+
+def _check_sample_ids(sample_collection, sample_ids, what):
+    strangers = sorted(set(map(str, sample_ids)) - set(sample_collection.values("id")))
+    if strangers:
+        raise ValueError(
+            f"{what} sample IDs {strangers}, which are not in the collection (dataset "
+            f"'{sample_collection._dataset.name}'); use the IDs of its video samples"
+        )
+
+
+def _field_types(dataset, label_field, store_seg):
+    """The frame fields a run replaces: the Detections field, and its ``_seg`` when stored or present."""
+    field_types = {label_field: "Detections"}
+    if store_seg or f"{label_field}_seg" in dataset.get_frame_field_schema():
+        field_types[f"{label_field}_seg"] = "Segmentation"  # replaced too: no stale full-frame maps
+    return field_types
 
 
 def check_videos(sample_collection):
@@ -240,9 +263,7 @@ def _track_video(dataset, sample, prompts, label_field, mode, options, store_seg
     from samtrack_ops.pipeline import segment_and_track
 
     seg_field = f"{label_field}_seg" if store_seg else None
-    field_types = {label_field: "Detections"}
-    if store_seg or f"{label_field}_seg" in dataset.get_frame_field_schema():
-        field_types[f"{label_field}_seg"] = "Segmentation"  # replaced too: no stale full-frame maps
+    field_types = _field_types(dataset, label_field, store_seg)
     record = {
         "_id": _video_record_id(dataset, sample.id, label_field),
         "dataset_id": str(dataset._doc.id),
@@ -252,12 +273,14 @@ def _track_video(dataset, sample, prompts, label_field, mode, options, store_seg
         "run_key": run_key(label_field),
     }
     total = (sample.metadata.total_frame_count if sample.metadata else None) or 0
+    source = open_frames(sample.filepath)
+    source.expect(total, "its FiftyOne metadata (total_frame_count)")
     frames = 0
     with staging.VideoWrite(dataset, sample.id, field_types, operation_id=operation_id, record=record) as write:
-        for result in segment_and_track(sample.filepath, prompts, mode, **options):
+        for result in segment_and_track(source, prompts, mode, **options):
             write.add(result.frame_index + 1, frame_documents(result.label_map, result.objects, label_field, seg_field))
             frames += 1
-            report(frames / total if total else 0.0)
+            report(min(frames / total, 1.0) if total else 0.0)
         write.commit()
     return frames
 
@@ -295,15 +318,15 @@ def track_samples(
         record_run: register the run record ``samtrack_<label_field>`` on the dataset
         download: allow downloading missing checkpoints
         operation_id: the delegated operation running this call, if any (recorded for recovery)
-        stale_after: seconds of silence after which a writer on another host counts as dead
+        stale_after: seconds without heartbeat after which a writer counts as dead
         **options: pipeline options (sam_model, tracker_model, detector_model, device, sam_checkpoint,
             tracker_checkpoint, detector_checkpoint, text_encoder_path, sam_gap, min_area, max_obj_num,
-            min_new_obj_iou, auto_text, ...; prebuilt segmentor/tracker/detector objects)
+            min_new_obj_iou, auto_text, seed_exact, ...; prebuilt segmentor/tracker/detector objects)
 
     Returns:
         ``{sample_id: "done" | "skipped"}``
     """
-    _check_call(sample_collection, label_field, mode, prompts)
+    _check_call(sample_collection, label_field, mode, prompts, store_seg)
     dataset = sample_collection._dataset
     recover(dataset, stale_after=stale_after)
     options, model_record = resolve_models(prompts, options, download=download)
@@ -392,7 +415,7 @@ def queue_videos(sample_collection, params, delegation_target=None):
     prebuilt = [name for name in PREBUILT_MODELS if run["options"].get(name) is not None]
     if prebuilt:
         raise ValueError(f"delegated runs load their own models: pass checkpoint files, not prebuilt {prebuilt}")
-    _check_call(sample_collection, run["label_field"], run["mode"], run["prompts"])
+    _check_call(sample_collection, run["label_field"], run["mode"], run["prompts"], run["store_seg"])
     dataset = sample_collection._dataset
     options, model_record = resolve_models(run["prompts"], run["options"], download=run["download"])
     service = DelegatedOperationService()
@@ -465,6 +488,7 @@ def track_from_params(sample_collection, params, progress=None, operation_id=Non
     """Runs :func:`track_samples` from run params on the collection (or on ``params["sample_ids"]``)."""
     run = params_to_call(params)
     if params.get("sample_ids"):
+        _check_sample_ids(sample_collection._dataset, params["sample_ids"], "the run is for")
         sample_collection = sample_collection._dataset.select(params["sample_ids"], ordered=True)
     return track_samples(
         sample_collection,

@@ -45,7 +45,8 @@ def visible_objects(label_map):
     """Yields a :class:`VisibleObject` per track ID present in an HxW label map, in ascending ID order.
 
     One pass over the map finds every object's box (``scipy.ndimage.find_objects``); masks are computed
-    on the box crop only.
+    on the box crop only. Boxes are written so that FiftyOne's own rendering (``Detection.to_segmentation``,
+    which truncates ``size * coordinate`` to whole pixels) puts each mask back on exactly its pixels.
     """
     label_map = _as_label_map(label_map)
     height, width = label_map.shape
@@ -54,16 +55,25 @@ def visible_objects(label_map):
             continue
         track_id = offset + 1
         rows, cols = box
+        x, box_width = _relative_span(cols.start, cols.stop, width)
+        y, box_height = _relative_span(rows.start, rows.stop, height)
         yield VisibleObject(
             track_id=track_id,
-            bounding_box=[
-                cols.start / width,
-                rows.start / height,
-                (cols.stop - cols.start) / width,
-                (rows.stop - rows.start) / height,
-            ],
+            bounding_box=[x, y, box_width, box_height],
             mask=label_map[box] == track_id,
         )
+
+
+def _relative_span(start, stop, size):
+    """``(begin, extent)`` relative to ``size`` for pixels ``start..stop - 1``, nudged up by a few ULPs where
+    floating point would make ``int(size * begin)`` or ``int(size * (begin + extent))`` one pixel short."""
+    begin = start / size
+    while int(size * begin) < start:
+        begin = float(np.nextafter(begin, 2.0))
+    extent = (stop - start) / size
+    while int(size * (begin + extent)) < stop:
+        extent = float(np.nextafter(extent, 2.0))
+    return begin, extent
 
 
 def _object_info(objects):
@@ -144,6 +154,7 @@ def segmentation_document(label_map):
 def detections_to_label_map(detections, frame_size, dtype=np.uint16):
     """Paints ``fo.Detections`` with masks and ``index`` into an HxW label map.
 
+    Each mask is placed as FiftyOne's ``Detection.to_segmentation`` places it (see :func:`detection_mask`).
     Detections are painted in ascending ``index`` order, so where masks overlap the higher track ID wins.
     Detections without an ``index`` or a mask are skipped.
 
@@ -157,23 +168,18 @@ def detections_to_label_map(detections, frame_size, dtype=np.uint16):
     label_map = np.zeros(frame_size, dtype=dtype)
     if detections is None:
         return label_map
-    painted = [d for d in detections.detections if d.index is not None and d.mask is not None]
+    painted = [d for d in detections.detections if d.index is not None and d.has_mask]
     for det in sorted(painted, key=lambda d: d.index):
-        rows, cols, mask = detection_region(det, frame_size)
-        label_map[rows, cols][mask] = det.index
+        det.to_segmentation(mask=label_map, target=det.index)
     return label_map
 
 
-def detection_region(detection, frame_size):
-    """Where a detection's mask lies in an HxW frame: ``(rows, cols, mask)`` with ``rows``/``cols`` the
-    frame slices it covers and ``mask`` the bool part of its mask inside the frame (the box's top-left
-    corner is rounded to the nearest pixel)."""
+def detection_mask(detection, frame_size):
+    """The HxW bool mask of a detection with an instance mask in an HxW frame, by FiftyOne's own rule
+    (``Detection.to_segmentation``): the box is clipped to the frame and the mask is resized to fill it,
+    so masks stored at another resolution than their box (common for other tools' labels) land right."""
     height, width = frame_size
-    bx, by, _, _ = detection.bounding_box
-    x0, y0 = int(round(bx * width)), int(round(by * height))
-    mask = np.asarray(detection.mask, dtype=bool)
-    y1, x1 = max(y0, min(y0 + mask.shape[0], height)), max(x0, min(x0 + mask.shape[1], width))
-    return slice(y0, y1), slice(x0, x1), mask[: y1 - y0, : x1 - x0]
+    return detection.to_segmentation(frame_size=(width, height), target=1).mask.astype(bool)
 
 
 def frame_documents(label_map, objects, label_field, seg_field=None):

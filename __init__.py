@@ -5,18 +5,26 @@ from the ``plugin/`` package next to it by relative import. ``samtrack_ops`` mus
 install -e .`` of this checkout, as ``./test.sh`` and ``./run.sh`` do).
 """
 
+import logging
+import os
+
 from .plugin.export import EvaluateTracks, ExportTracks
 from .plugin.models import ManageModels
-from .plugin.panel import ClickPromptPanel
+from .plugin.panel import ClickPromptPanel, TrackFromPanel
 from .plugin.review import BuildReviewQueue, CorrectTrack, MarkReviewed
 from .plugin.review_panel import ReviewPanel
+from .plugin.setup import shadowing_problem
 from .plugin.tracking import TrackObjects
 
 
 def register(plugin):
+    problem = shadowing_problem(os.path.dirname(os.path.abspath(__file__)))
+    if problem:
+        logging.getLogger(__name__).warning(problem)
     plugin.register(TrackObjects)
     plugin.register(ManageModels)
     plugin.register(ClickPromptPanel)
+    plugin.register(TrackFromPanel)
     plugin.register(ExportTracks)
     plugin.register(EvaluateTracks)
     plugin.register(BuildReviewQueue)

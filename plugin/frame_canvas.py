@@ -8,9 +8,12 @@ click anywhere on the frame arrives as a pixel position of the full-resolution f
 
 import base64
 import functools
+import threading
 
 import cv2
 import numpy as np
+
+from samtrack_ops.video import open_frames
 
 DISPLAY_MAX_WIDTH = 640
 """Width (pixels) the frame is downscaled to for display; clicks keep full-resolution coordinates."""
@@ -28,24 +31,43 @@ OBJECT_COLORS = [
 ]
 
 
-@functools.lru_cache(maxsize=4)
-def read_frame(video_path, frame_number):
-    """Frame ``frame_number`` (1-based, as FiftyOne counts) of a video: HxWx3 uint8 RGB.
+class _PositionedDecoder:
+    """The pipeline's decoder (``samtrack_ops.video.open_frames``) kept open after the last frame it gave."""
 
-    Cached, so that asking twice returns the same array object (the segmentor then reuses its
-    embedding).
+    def __init__(self, video_path):
+        self.video_path = video_path
+        self.frames = iter(open_frames(video_path))
+        self.next_number = 1
+
+    def frame(self, frame_number):
+        """Frame ``frame_number`` (1-based); decodes forward from the current position."""
+        for frame in self.frames:
+            self.next_number += 1
+            if self.next_number > frame_number:
+                return frame
+        raise ValueError(f"video {self.video_path!r} has no frame {frame_number}: it has {self.next_number - 1} "
+                         f"frames; pick a frame within its length")
+
+
+_decoder = None
+_decoder_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=8)
+def read_frame(video_path, frame_number):
+    """Frame ``frame_number`` (1-based, as FiftyOne counts) of a video: HxWx3 uint8 RGB (read-only, cached).
+
+    Frame-accurate: frames are decoded in order by the same decoder as the tracking pipeline (seeking by frame
+    number is not exact for every codec or for variable frame rate videos), from the start of the video or, when
+    moving forward in the video read last, from the last frame read.
     """
-    capture = cv2.VideoCapture(video_path)
-    try:
-        if not capture.isOpened():
-            raise ValueError(f"cannot open video {video_path!r}: is it a readable video file?")
-        capture.set(cv2.CAP_PROP_POS_FRAMES, frame_number - 1)
-        ok, frame_bgr = capture.read()
-    finally:
-        capture.release()
-    if not ok:
-        raise ValueError(f"video {video_path!r} has no frame {frame_number}: pick a frame within its length")
-    frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+    global _decoder
+    if frame_number < 1:
+        raise ValueError(f"frame numbers start at 1, got {frame_number}")
+    with _decoder_lock:
+        if _decoder is None or _decoder.video_path != video_path or _decoder.next_number > frame_number:
+            _decoder = _PositionedDecoder(video_path)
+        frame = _decoder.frame(frame_number)
     frame.flags.writeable = False
     return frame
 

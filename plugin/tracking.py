@@ -92,18 +92,27 @@ def _form_prompts(params):
         raise InputProblem("prompt frame numbers start at 1")
     prompts = []
     objects = {}
-    for click in params.get("clicks") or ():
+    for number, click in enumerate(params.get("clicks") or (), start=1):
         group = objects.setdefault(int(click.get("object") or 1), ([], []))
-        group[0].append((float(click["x"]), float(click["y"])))
+        group[0].append(tuple(_pixel(click, key, f"Click {number}") for key in ("x", "y")))
         group[1].append(1 if click.get("positive", True) else 0)
     for number, (points, labels) in sorted(objects.items()):
         prompts.append(Click(frame=frame, points=points, labels=labels, label=f"object {number}"))
-    for box in params.get("boxes") or ():
-        corners = [float(box[key]) for key in ("x0", "y0", "x1", "y1")]
+    for number, box in enumerate(params.get("boxes") or (), start=1):
+        corners = [_pixel(box, key, f"Box {number}") for key in ("x0", "y0", "x1", "y1")]
         prompts.append(Box(frame=frame, box_xyxy=corners, label=box.get("label") or None))
     if _text(params):
         prompts.append(Text(frame=frame, text=_text(params)))
     return prompts
+
+
+def _pixel(item, key, what):
+    """The pixel coordinate ``item[key]`` of a click or box of the form; InputProblem naming the field if empty."""
+    value = item.get(key)
+    if value is None or value == "":
+        raise InputProblem(f"{what}: '{key} (pixels)' is empty; type a pixel coordinate (0 = left/top edge) "
+                           f"or remove the {what.split()[0].lower()}")
+    return float(value)
 
 
 def _text(params):
@@ -210,6 +219,15 @@ def _check_inside_frame(sample, prompt_dicts):
             raise InputProblem(str(error)) from None
 
 
+def _form_problem(ctx):
+    """What stops the form's run from starting (a message naming the field), or None."""
+    try:
+        check_run(target_collection(ctx), form_to_run(ctx.params))
+    except (InputProblem, PromptError) as error:
+        return str(error)
+    return None
+
+
 # --- the operator ----------------------------------------------------------------------------------
 
 
@@ -236,17 +254,15 @@ class TrackObjects(foo.Operator):
         if "run" in ctx.params:
             inputs.obj("run", label="run params (samtrack_ops.fiftyone.call_to_params)")
             return types.Property(inputs)
+        problem = _form_problem(ctx)
         _target_inputs(ctx, inputs)
         _prompt_inputs(ctx, inputs)
+        if problem:  # under the prompts, where the user is typing, not at the end of the long form
+            inputs.view("problem", types.Error(label="Cannot run yet", description=problem),
+                        invalid=True, error_message=problem)
         _model_inputs(inputs)
         _advanced_inputs(ctx, inputs)
         _output_inputs(inputs)
-        try:
-            run = form_to_run(ctx.params)
-            check_run(target_collection(ctx), run)
-        except (InputProblem, PromptError) as error:
-            inputs.view("problem", types.Error(label="Cannot run yet", description=str(error)),
-                        invalid=True, error_message=str(error))
         return types.Property(inputs, view=types.View(label="Track objects"))
 
     def execute(self, ctx):

@@ -1,7 +1,10 @@
 """SAM segmentor: object masks from clicks, boxes, strokes or masks, and "segment everything".
 
 One :class:`Segmentor` wraps one ``segment_anything`` model. The image embedding (the expensive part) is computed
-once per frame by :meth:`Segmentor.set_frame` and shared by every prompt on that frame.
+once per frame by :meth:`Segmentor.set_frame` and shared by every prompt on that frame. Embeddings are kept in a
+small LRU keyed by the frame's content (a frame source may reuse one buffer for every frame), so returning to a
+frame costs nothing; :meth:`Segmentor.prefetch` computes one ahead of the first click. One Segmentor may serve
+several threads: each thread has its own current frame, and SAM runs one call at a time.
 
 Behaviour follows the Segment-and-Track-Anything seed:
 
@@ -17,6 +20,11 @@ Behaviour follows the Segment-and-Track-Anything seed:
 
 Frames are HxWx3 uint8 RGB arrays; masks are HxW bool.
 """
+
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -40,6 +48,9 @@ SEED_GENERATOR_OPTIONS = {
 
 MAX_STROKE_POINTS = 16
 """A stroke with ``use_points=True`` gives SAM at most this many positive clicks, evenly spaced along it."""
+
+EMBEDDING_CACHE_SIZE = 4
+"""Frame embeddings a Segmentor keeps (about 4 MiB each: 256x64x64 float32), least recently used dropped first."""
 
 MASK_PROMPT_LOGIT = 10.0
 """Magnitude of the low-resolution logits a refined Mask prompt is turned into (inside +, outside -)."""
@@ -65,40 +76,98 @@ def load_segmentor(sam_model="vit_b", checkpoint=None, device=None, **segmentor_
     return Segmentor(sam, device=device, **segmentor_options)
 
 
+class FrameEmbedding(NamedTuple):
+    """SAM's image embedding of one frame: ``features`` 1xCx64x64, ``original_size`` (H, W) of the frame,
+    ``input_size`` (h, w) of the frame resized for the encoder."""
+
+    features: torch.Tensor
+    original_size: tuple
+    input_size: tuple
+
+
+def frame_key(frame):
+    """Cache key of a frame's embedding: its shape and a digest of its pixels (HxWx3 uint8)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).hexdigest()
+    return frame.shape, digest
+
+
 class Segmentor:
     """Masks of one frame at a time from a SAM model (``segment_anything.modeling.Sam``).
 
     ``device`` None picks cuda when available, else cpu. ``refine`` runs the seed's second pass for clicks,
     boxes and strokes; ``multimask`` lets SAM propose three masks per pass (the best-scored is kept);
-    ``refine_masks`` sends Mask prompts through SAM instead of returning them as given.
+    ``refine_masks`` sends Mask prompts through SAM instead of returning them as given. ``embedding_cache_size``
+    frame embeddings are kept (least recently used dropped first).
+
+    Thread-safe: the current frame (:meth:`set_frame`) is per thread, and calls into SAM are serialised.
     """
 
-    def __init__(self, sam, device=None, refine=True, multimask=True, refine_masks=False):
+    def __init__(self, sam, device=None, refine=True, multimask=True, refine_masks=False,
+                 embedding_cache_size=EMBEDDING_CACHE_SIZE):
         self.sam = sam.to(models.resolve_device(device)).eval()
         self.predictor = SamPredictor(self.sam)
         self.refine = refine
         self.multimask = multimask
         self.refine_masks = refine_masks
-        self._frame = None
+        self.embedding_cache_size = max(1, embedding_cache_size)
+        self._embeddings = OrderedDict()  # frame_key -> FrameEmbedding, most recently used last
+        self._lock = threading.RLock()
+        self._current = threading.local()
 
     @property
     def device(self):
         return self.predictor.device
 
     def set_frame(self, frame):
-        """Compute the image embedding of ``frame`` (HxWx3 uint8 RGB); a no-op for the same array object."""
-        if frame is self._frame:
-            return
+        """Make ``frame`` (HxWx3 uint8 RGB) this thread's current frame, computing its image embedding unless a
+        frame with the same pixels is in the cache."""
+        self._current.embedding = self.prefetch(frame)
+
+    def prefetch(self, frame):
+        """The :class:`FrameEmbedding` of ``frame``, computed now unless cached; the current frame is unchanged.
+
+        Call it when a user opens a frame (e.g. from a background thread) so that the first click only runs
+        SAM's prompt encoder and mask decoder.
+        """
         check_frame(frame)
+        key = frame_key(frame)
+        with self._lock:
+            embedding = self._embeddings.get(key)
+            if embedding is None:
+                embedding = self._embed(frame)
+                self._embeddings[key] = embedding
+                while len(self._embeddings) > self.embedding_cache_size:
+                    self._embeddings.popitem(last=False)
+            self._embeddings.move_to_end(key)
+            return embedding
+
+    def is_cached(self, frame):
+        """Whether the embedding of ``frame`` is in the cache (a click on it runs only the mask decoder)."""
+        with self._lock:
+            return frame_key(frame) in self._embeddings
+
+    def _embed(self, frame):
         self.predictor.set_image(frame, image_format="RGB")
-        self._frame = frame
+        return FrameEmbedding(self.predictor.features, tuple(self.predictor.original_size),
+                              tuple(self.predictor.input_size))
+
+    def _embedding(self):
+        embedding = getattr(self._current, "embedding", None)
+        if embedding is None:
+            raise RuntimeError("no frame set: call Segmentor.set_frame(frame) before predicting")
+        return embedding
+
+    def _use_current_embedding(self):
+        """Point SAM's predictor at this thread's current frame (call with the lock held)."""
+        embedding = self._embedding()
+        predictor = self.predictor
+        predictor.features, predictor.original_size, predictor.input_size = embedding
+        predictor.is_image_set = True
 
     @property
     def frame_size(self):
-        """(H, W) of the current frame."""
-        if self._frame is None:
-            raise RuntimeError("no frame set: call Segmentor.set_frame(frame) before predicting")
-        return self._frame.shape[:2]
+        """(H, W) of this thread's current frame."""
+        return self._embedding().original_size
 
     def predict(self, prompt):
         """Mask of one object on the current frame: ``(mask HxW bool, score float)``.
@@ -112,9 +181,11 @@ class Segmentor:
                 "text prompts go through the detector first"
             )
         prompt.validate(self.frame_size)
-        if isinstance(prompt, Mask):
-            return self._predict_mask(prompt.mask)
-        masks, scores = self._predict_batch(*_sam_inputs(prompt), None)
+        with self._lock:
+            self._use_current_embedding()
+            if isinstance(prompt, Mask):
+                return self._predict_mask(prompt.mask)
+            masks, scores = self._predict_batch(*_sam_inputs(prompt), None)
         return masks[0], scores[0]
 
     def predict_boxes(self, boxes_xyxy):
@@ -126,9 +197,11 @@ class Segmentor:
         for box in boxes:
             box.validate(self.frame_size)
         results = []
-        for start in range(0, len(boxes), BOX_BATCH_SIZE):
-            batch = np.stack([box.box_xyxy for box in boxes[start:start + BOX_BATCH_SIZE]])
-            results.extend(zip(*self._predict_batch(None, None, batch, None)))
+        with self._lock:
+            self._use_current_embedding()
+            for start in range(0, len(boxes), BOX_BATCH_SIZE):
+                batch = np.stack([box.box_xyxy for box in boxes[start:start + BOX_BATCH_SIZE]])
+                results.extend(zip(*self._predict_batch(None, None, batch, None)))
         return results
 
     def segment_everything(self, frame, min_area=200, seed_exact=False, max_obj_num=255, **generator_options):

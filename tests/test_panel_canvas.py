@@ -4,6 +4,7 @@ The browser side (clicks reaching the panel, the preview appearing) is in test_a
 """
 
 import base64
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,12 +31,51 @@ def test_read_frame_counts_from_one_and_caches(numbered_video):
     third = frame_canvas.read_frame(numbered_video, 3)
     assert third.shape == (64, 96, 3)
     assert abs(float(third.mean()) - 120) < 6  # lossy codec
-    assert frame_canvas.read_frame(numbered_video, 3) is third  # the segmentor reuses its embedding
+    assert frame_canvas.read_frame(numbered_video, 3) is third
 
 
 def test_read_frame_past_the_end_names_the_problem(numbered_video):
     with pytest.raises(ValueError, match="has no frame 6"):
         frame_canvas.read_frame(numbered_video, 6)
+    with pytest.raises(ValueError, match="start at 1"):
+        frame_canvas.read_frame(numbered_video, 0)
+
+
+def _frame_id(frame):
+    """The number a frame of ``variable_rate_video`` shows: its bottom half's grey level + 25 x its top half's green."""
+    return int(round(frame[40:, :, 0].mean() / 10)) + 25 * int(round(frame[:24, :, 1].mean() / 25))
+
+
+@pytest.fixture(scope="module")
+def variable_rate_video(tmp_path_factory):
+    """200 numbered 64x96 frames, H.264, 30 fps with a 10 s pause after frame 20 (variable frame rate).
+
+    OpenCV's seek by frame number (CAP_PROP_POS_FRAMES) lands on the wrong frame here (e.g. frame 150 gives 45).
+    """
+    folder = tmp_path_factory.mktemp("vfr")
+    for number in range(200):
+        image = np.zeros((64, 96, 3), np.uint8)
+        image[:, :, 0] = (number % 25) * 10
+        image[:32, :, 1] = (number // 25) * 25
+        cv2.imwrite(str(folder / f"{number:03d}.png"), image[:, :, ::-1])
+    path = folder / "variable_rate.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-framerate", "30", "-i", str(folder / "%03d.png"),
+         "-vf", "setpts='N/30/TB+if(gte(N,20),10/TB,0)'", "-fps_mode", "passthrough",
+         "-c:v", "libx264", "-g", "30", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )
+    return str(path)
+
+
+def test_read_frame_gives_the_frame_the_pipeline_tracks(variable_rate_video):
+    """The preview frame is the frame the tracking pipeline decodes at that index, in any reading order."""
+    from samtrack_ops.video import open_frames
+
+    decoded = {index + 1: _frame_id(frame) for index, frame in enumerate(open_frames(variable_rate_video))}
+    assert decoded == {number: number - 1 for number in range(1, 201)}
+    for number in (31, 151, 191, 61, 2, 200):
+        assert _frame_id(frame_canvas.read_frame(variable_rate_video, number)) == decoded[number]
 
 
 def test_overlay_is_downscaled_and_colours_only_the_mask():

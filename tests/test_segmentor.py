@@ -4,6 +4,7 @@ Random weights give arbitrary masks, so these tests check plumbing and contracts
 frame, which prompts reach SAM and how, and that options change what SAM is asked.
 """
 
+import threading
 from functools import partial
 
 import numpy as np
@@ -95,8 +96,88 @@ def test_one_embedding_per_frame_shared_by_all_prompts(tiny_sam, frame, encoder_
     segmentor.predict(Box(0, [300, 100, 500, 300]))
     segmentor.predict_boxes([[10, 10, 100, 100], [200, 200, 400, 400]])
     assert len(encoder_calls) == 1
-    segmentor.set_frame(frame.copy())
+    segmentor.set_frame(frame.copy())  # same pixels, another array: the cached embedding
+    assert len(encoder_calls) == 1
+    segmentor.set_frame(frame[::-1].copy())
     assert len(encoder_calls) == 2
+
+
+def test_reused_buffer_with_new_content_gets_a_new_embedding(tiny_sam, frame, encoder_calls):
+    """Frame sources may decode every frame into one buffer: the embedding follows the pixels, not the array."""
+    click = Click(0, [[400, 200]], [1])
+    buffer = frame.copy()
+    segmentor = Segmentor(tiny_sam, device="cpu")
+    segmentor.set_frame(buffer)
+    segmentor.predict(click)
+    buffer[:] = frame[::-1]
+    segmentor.set_frame(buffer)
+    mask, score = segmentor.predict(click)
+    assert len(encoder_calls) == 2
+    fresh = Segmentor(tiny_sam, device="cpu")
+    fresh.set_frame(frame[::-1].copy())
+    expected_mask, expected_score = fresh.predict(click)
+    np.testing.assert_array_equal(mask, expected_mask)
+    assert score == expected_score
+
+
+def test_embeddings_are_kept_for_a_few_frames_least_recently_used_first_out(tiny_sam, frame, encoder_calls):
+    first, second, third = frame, frame[::-1].copy(), frame[:, ::-1].copy()
+    segmentor = Segmentor(tiny_sam, device="cpu", embedding_cache_size=2)
+    for shown in (first, second, first, second):
+        segmentor.set_frame(shown)
+    assert len(encoder_calls) == 2
+    segmentor.set_frame(third)  # drops `first`, the least recently used
+    segmentor.set_frame(second)
+    assert len(encoder_calls) == 3
+    segmentor.set_frame(first)
+    assert len(encoder_calls) == 4
+
+
+def test_prefetch_computes_the_embedding_ahead_of_the_first_click(tiny_sam, frame, encoder_calls):
+    segmentor = Segmentor(tiny_sam, device="cpu")
+    worker = threading.Thread(target=segmentor.prefetch, args=(frame,))
+    worker.start()
+    worker.join()
+    assert segmentor.is_cached(frame) and len(encoder_calls) == 1
+    with pytest.raises(RuntimeError, match="set_frame"):  # prefetching does not choose the current frame
+        segmentor.predict(Click(0, [[1, 1]], [1]))
+    segmentor.set_frame(frame)
+    segmentor.predict(Click(0, [[400, 200]], [1]))
+    assert len(encoder_calls) == 1
+
+
+def test_threads_predicting_on_different_frames_get_the_same_masks_as_one_thread(tiny_sam, frame):
+    """One Segmentor serving concurrent events (the App's thread pool): each thread's masks are of its own frame."""
+    frames = [frame, np.ascontiguousarray(frame[::-1])]
+    clicks = [Click(0, [[x, 240]], [1]) for x in (100, 400, 700)]
+    sequential = Segmentor(tiny_sam, device="cpu")
+    expected = []
+    for shown in frames:
+        sequential.set_frame(shown)
+        expected.append([sequential.predict(click)[0] for click in clicks])
+
+    shared = Segmentor(tiny_sam, device="cpu")
+    start = threading.Barrier(len(frames))
+    results, failures = {}, []
+
+    def predict_on(index):
+        try:
+            start.wait()
+            for round_number in range(4):
+                shared.set_frame(frames[index])
+                results[index, round_number] = [shared.predict(click)[0] for click in clicks]
+        except Exception as error:  # surfaced below, with the thread's frame
+            failures.append((index, error))
+
+    threads = [threading.Thread(target=predict_on, args=(index,)) for index in range(len(frames))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    for (index, _), masks in results.items():
+        for mask, expected_mask in zip(masks, expected[index]):
+            np.testing.assert_array_equal(mask, expected_mask)
 
 
 def test_click_gives_frame_sized_bool_mask_and_float_score(segmentor, frame):

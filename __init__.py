@@ -8,6 +8,8 @@ install -e .`` of this checkout, as ``./test.sh`` and ``./run.sh`` do).
 from .plugin.export import EvaluateTracks, ExportTracks
 from .plugin.models import ManageModels
 from .plugin.panel import ClickPromptPanel
+from .plugin.review import BuildReviewQueue, CorrectTrack, MarkReviewed
+from .plugin.review_panel import ReviewPanel
 from .plugin.tracking import TrackObjects
 
 
@@ -17,3 +19,7 @@ def register(plugin):
     plugin.register(ClickPromptPanel)
     plugin.register(ExportTracks)
     plugin.register(EvaluateTracks)
+    plugin.register(BuildReviewQueue)
+    plugin.register(MarkReviewed)
+    plugin.register(CorrectTrack)
+    plugin.register(ReviewPanel)

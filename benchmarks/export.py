@@ -3,21 +3,20 @@
 Builds the video (ffmpeg, frames painted from the label maps) and its ``frames.tracks`` field with the
 same moving-ellipse label maps as ``benchmarks/storage.py``, then times ``export_coco`` (JPEG frames),
 ``export_davis`` and ``export_ytvis`` end to end: reading the labels, decoding the video, writing every
-frame and every annotation. Runs in a throwaway database and temporary folders. "cpu s" is this
+frame and every annotation. Runs in a throwaway database (dropped afterwards) and temporary folders. "cpu s" is this
 process's CPU time (MongoDB's share is not included); on a busy machine wall time exceeds it.
 
     .venv/bin/python benchmarks/export.py [--frames 1000] [--objects 10]
 """
 
 import argparse
-import os
 import pathlib
 import tempfile
 import time
-import uuid
 
-os.environ.setdefault("FIFTYONE_DATABASE_NAME", f"samtrack-bench-{uuid.uuid4().hex[:8]}")
-os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+from measure import use_throwaway_database
+
+drop_database = use_throwaway_database()
 
 import numpy as np  # noqa: E402
 
@@ -82,6 +81,7 @@ def main():
                 )
         finally:
             dataset.delete()
+            drop_database()
 
 
 if __name__ == "__main__":

@@ -16,26 +16,18 @@ work, then resemble a real video's); give --sam-checkpoint to use real weights a
 import argparse
 import itertools
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from measure import peak_rss_mib
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO_DIR.parent / "shared" / "data" / "blackswan.mp4"
 MODES = ("interactive", "automatic")
 RANDOM_WEIGHT_GENERATOR = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
 
-
-def peak_rss_mib():
-    """Peak resident set size of this process so far, MiB: VmHWM where /proc has it, else ru_maxrss (KiB)."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build_models(args):

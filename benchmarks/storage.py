@@ -8,13 +8,12 @@ batched inserts and the all-or-nothing commit into the frames. Runs in a throwaw
 """
 
 import argparse
-import os
 import time
 import uuid
 
-OWN_DATABASE = "FIFTYONE_DATABASE_NAME" not in os.environ
-os.environ.setdefault("FIFTYONE_DATABASE_NAME", f"samtrack-bench-{uuid.uuid4().hex[:8]}")
-os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+from measure import use_throwaway_database
+
+drop_database = use_throwaway_database()
 
 import numpy as np  # noqa: E402
 
@@ -74,10 +73,7 @@ def main():
         )
     finally:
         dataset.delete()
-        if OWN_DATABASE:
-            import fiftyone.core.odm.database as database
-
-            database.drop_database()
+        drop_database()
 
 
 if __name__ == "__main__":

@@ -127,6 +127,8 @@ def _options(params):
             options[name] = params[name]
     if params.get("mode") == "automatic" and _text(params):
         options["auto_text"] = _text(params)
+    if params.get("seed_exact"):
+        options["seed_exact"] = True
     return options
 
 
@@ -309,6 +311,9 @@ def _model_inputs(inputs):
         adder(name, default=default, label=name, description=description)
     for name in CHECKPOINT_INPUTS:
         inputs.str(name, label=name, description="existing file/folder; empty = the model cache")
+    inputs.bool("seed_exact", default=False, label="seed_exact",
+                description="automatic mode: segment everything exactly as the Segment-and-Track-Anything seed "
+                            "(BGR input, masks in generator order, reused highest ID); see the README")
 
 
 def _output_inputs(inputs):

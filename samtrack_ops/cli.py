@@ -57,6 +57,9 @@ def parse_args(argv=None):
     parser.add_argument("--cache-dir", type=Path, help=f"checkpoint cache (env {models.CACHE_DIR_ENV})")
     parser.add_argument("--no-download", action="store_true", help="never download checkpoints")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--seed-exact", action="store_true",
+                        help="automatic mode: reproduce the Segment-and-Track-Anything seed's segment-everything "
+                             "label maps exactly (BGR input, generator paint order, reused highest ID)")
     parser.add_argument("--random-weights", action="store_true",
                         help="DEVELOPERS ONLY: run with random-weight checkpoints (meaningless output)")
     args = parser.parse_args(argv)
@@ -195,6 +198,8 @@ def run(args):
     options = {"sam_model": args.sam_model, "tracker_model": args.tracker_model, "device": args.device}
     if args.text:
         options["detector_model"] = args.detector_model
+    if args.seed_exact:
+        options["seed_exact"] = True
     with tempfile.TemporaryDirectory(prefix="samtrack-random-weights-") as scratch:
         if args.random_weights:
             model_files = random_model_files(args, Path(scratch))

@@ -13,8 +13,14 @@ The definitions follow the official DAVIS 2017 evaluation code
 - Per object: mean, recall (fraction of frames scoring above 0.5) and decay (mean of the first quarter
   minus mean of the last quarter, with the official overlapping quarter bounds).
 - Per video: each statistic averaged over the ground-truth objects; ``JF_mean = (J_mean + F_mean) / 2``.
-- Ground-truth objects are the IDs present in the first ground-truth frame. A ground-truth object absent
-  from the prediction scores as an empty prediction (0 wherever the ground truth is non-empty).
+- Ground-truth objects are the IDs 1..N, N the largest ID in the first ground-truth frame: an ID below N
+  that is absent from the first frame is still an object (scored 1 on frames where both the ground truth
+  and the prediction lack it). A ground-truth object absent from the prediction scores as an empty
+  prediction (0 wherever the ground truth is non-empty).
+- Void pixels (ID 255 in DAVIS annotations) are background in the ground truth and never an object. The
+  official semi-supervised evaluation zeroes them and passes no void mask to the J and F functions
+  (``davis2017/evaluation.py`` calls ``_evaluate_semisupervised(..., None, ...)``), so they are not
+  excluded from the scores; only its unsupervised task excludes them.
 
 Two deliberate differences from the official script, neither of which changes a DAVIS score: predicted
 IDs that are not ground-truth objects are ignored (the official script exits), and the decay bin indices
@@ -28,6 +34,7 @@ import numpy as np
 
 BOUND_THRESHOLD = 0.008
 RECALL_THRESHOLD = 0.5
+VOID_ID = 255
 DECAY_BINS = 4
 METRIC_KEYS = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "JF_mean")
 
@@ -146,7 +153,7 @@ def _check_pair(pred_maps, gt_maps):
 
 
 def _object_scores(pred_maps, gt_maps, object_id):
-    """Returns this object's (J per frame, F per frame) over the scored frames."""
+    """Returns this object's (J per frame, F per frame) over the given frames."""
     j_values, f_values = [], []
     for pred_map, gt_map in zip(pred_maps, gt_maps):
         gt_mask, pred_mask = gt_map == object_id, pred_map == object_id
@@ -168,12 +175,12 @@ def evaluate_davis(pred_label_maps, gt_label_maps):
     Args:
         pred_label_maps: sequence of T HxW integer label maps (object IDs as in the ground truth, 0 =
             background), one per frame
-        gt_label_maps: sequence of T HxW integer ground-truth label maps
+        gt_label_maps: sequence of T HxW integer ground-truth label maps (255 = void, read as background)
 
     Returns:
         dict with the float keys ``J_mean``, ``J_recall``, ``J_decay``, ``F_mean``, ``F_recall``,
-        ``F_decay`` and ``JF_mean`` (0-1 scale, averaged over the ground-truth objects), ``per_object``
-        (``{object_id: the same keys}``) and ``per_frame`` (``{"frame_indices": scored 0-based frames,
+        ``F_decay`` and ``JF_mean`` (0-1 scale, averaged over the ground-truth objects 1..N, N the
+        largest ID in the first ground-truth frame), ``per_object`` (``{object_id: the same keys}``) and ``per_frame`` (``{"frame_indices": scored 0-based frames,
         "J": ..., "F": ...}``, each frame's value averaged over the objects)
 
     Raises:
@@ -183,7 +190,8 @@ def evaluate_davis(pred_label_maps, gt_label_maps):
     pred_maps = _as_label_maps(pred_label_maps, "pred_label_maps")
     gt_maps = _as_label_maps(gt_label_maps, "gt_label_maps")
     _check_pair(pred_maps, gt_maps)
-    object_ids = [int(i) for i in np.unique(gt_maps[0]) if i != 0]
+    gt_maps = [np.where(m == VOID_ID, 0, m) for m in gt_maps]
+    object_ids = list(range(1, int(gt_maps[0].max()) + 1))
     if not object_ids:
         raise EvaluationError(
             "the first ground-truth frame has no object: semi-supervised evaluation scores the objects "

@@ -14,9 +14,8 @@ from typing import Optional
 import numpy as np
 
 from samtrack_ops.cmr import ObjectLimitWarning
-from samtrack_ops.prompts import Mask, PromptError, Text
-
-DEFAULT_LABEL = "object"
+from samtrack_ops.prompts import Mask, Text
+from samtrack_ops.registry import DEFAULT_LABEL
 
 
 class EmptyResultWarning(UserWarning):
@@ -43,18 +42,17 @@ def paint(objects, frame_size, dtype):
 
 
 class KeyFramePrompter:
-    """Makes KeyObjects from prompts, giving fresh IDs from ``next_id`` up to ``max_obj_num``.
+    """Makes KeyObjects from prompts; new objects and corrections go through ``registry``.
 
     models: the pipeline's lazy model set (``segmentor``, ``detector``, ``mask_prompt``);
-    stopwatch: times the "SAM embedding" and "Grounding-DINO" stages.
+    stopwatch: times the "SAM embedding" and "Grounding-DINO" stages;
+    registry: the run's :class:`~samtrack_ops.registry.ObjectRegistry`.
     """
 
-    def __init__(self, models, stopwatch, max_obj_num, next_id=1):
+    def __init__(self, models, stopwatch, registry):
         self.models = models
         self.stopwatch = stopwatch
-        self.max_obj_num = max_obj_num
-        self.next_id = next_id
-        self.first_frame_of = {}
+        self.registry = registry
 
     def objects(self, frame_index, frame, prompts):
         """KeyObjects of the prompts on this frame (H, W, 3), in prompt order."""
@@ -67,7 +65,7 @@ class KeyFramePrompter:
         return objects
 
     def _prompt_object(self, frame_index, frame, prompt):
-        mask, score = self._segment(frame, prompt)
+        mask, score = self.segment(frame, prompt)
         if not mask.any():
             warnings.warn(f"{type(prompt).__name__} prompt on frame {frame_index} gave an empty mask; no object "
                           f"added (try more or other points)", EmptyResultWarning, stacklevel=4)
@@ -76,7 +74,8 @@ class KeyFramePrompter:
             return [self._correction(frame_index, prompt, mask, score)]
         return self._new_objects(frame_index, [(mask, prompt.label or DEFAULT_LABEL, score)])
 
-    def _segment(self, frame, prompt):
+    def segment(self, frame, prompt):
+        """(mask (H, W) bool, score) of a Click/Box/Stroke/Mask prompt on frame (H, W, 3)."""
         if isinstance(prompt, Mask) and self.models.mask_prompt_as_given:
             return prompt.mask.copy(), 1.0
         segmentor = self.models.segmentor
@@ -86,10 +85,8 @@ class KeyFramePrompter:
         return np.asarray(mask, dtype=bool), float(score)
 
     def _correction(self, frame_index, prompt, mask, score):
-        first = self.first_frame_of.get(prompt.object_id)
-        if first is None or first > frame_index:
-            raise PromptError(f"prompt on frame {frame_index} corrects object {prompt.object_id}, but no earlier "
-                              f"prompt created that object; drop object_id to add a new object")
+        self.registry.check_correction(prompt.object_id, frame_index)
+        self.registry.relabel(prompt.object_id, prompt.label)
         return KeyObject(prompt.object_id, mask, prompt.label, score, correction=True)
 
     def _text_objects(self, frame_index, frame, prompt):
@@ -100,11 +97,26 @@ class KeyFramePrompter:
             warnings.warn(f"text prompt {prompt.text!r} on frame {frame_index} found nothing; no object added "
                           f"(lower box_threshold/text_threshold or rephrase)", EmptyResultWarning, stacklevel=4)
             return []
-        found = self.segment_boxes(frame, detections)
-        return self._new_objects(frame_index, [item for item in found if item[0].any()])
+        return self._new_objects(frame_index, self._segment_best_boxes(frame_index, frame, detections))
+
+    def _segment_best_boxes(self, frame_index, frame, detections):
+        """[(mask, phrase, SAM score)] of the best-scoring detections with a non-empty mask, at most as many
+        as there are free track IDs; SAM sees only the boxes needed (random or loose detectors return
+        hundreds). The detections not segmented are reported with an ObjectLimitWarning."""
+        found, remaining = [], list(detections)
+        while remaining and len(found) < self.registry.room:
+            wanted = self.registry.room - len(found)
+            found += [item for item in self.segment_boxes(frame, remaining[:wanted]) if item[0].any()]
+            remaining = remaining[wanted:]
+        if remaining:
+            warnings.warn(f"{len(remaining)} lower-scoring detection(s) of frame {frame_index} dropped: track IDs "
+                          f"may not exceed max_obj_num={self.max_obj_num}", ObjectLimitWarning, stacklevel=4)
+        return found
 
     def segment_boxes(self, frame, detections):
-        """[(mask (H, W) bool, phrase, SAM score)] for Detections on this frame, in detection order."""
+        """[(mask (H, W) bool, phrase, SAM score)] for the first ``max_obj_num`` Detections (best first, as the
+        detector returns them; a frame cannot hold more objects) on this frame, in detection order."""
+        detections = detections[: self.max_obj_num]
         segmentor = self.models.segmentor
         with self.stopwatch("SAM embedding"):
             segmentor.set_frame(frame)
@@ -117,13 +129,9 @@ class KeyFramePrompter:
 
     def _new_objects(self, frame_index, found):
         """KeyObjects with fresh IDs for [(mask, label, score)]; those beyond max_obj_num are dropped."""
-        room = max(0, self.max_obj_num - self.next_id + 1)
+        room = self.registry.room
         if len(found) > room:
             warnings.warn(f"{len(found) - room} object(s) of frame {frame_index} dropped: track IDs may not "
-                          f"exceed max_obj_num={self.max_obj_num}", ObjectLimitWarning, stacklevel=4)
-        objects = []
-        for mask, label, score in found[:room]:
-            objects.append(KeyObject(self.next_id, mask, label, score, correction=False))
-            self.first_frame_of[self.next_id] = frame_index
-            self.next_id += 1
-        return objects
+                          f"exceed max_obj_num={self.registry.max_obj_num}", ObjectLimitWarning, stacklevel=4)
+        return [KeyObject(self.registry.add(frame_index, label, "prompted"), mask, label, score, correction=False)
+                for mask, label, score in found[:room]]

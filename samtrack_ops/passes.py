@@ -2,8 +2,8 @@
 
 A :class:`TrackPass` is one run of the tracker over consecutive frames, forward from frame 0 or backward
 from a key frame. Each pass gives the tracker compact IDs 1..n (in the order objects join it) and maps them
-back to the video's track IDs, so gaps in the track IDs cost the tracker nothing and track IDs may exceed
-255 while one pass follows at most 255 objects.
+back to the video's track IDs, so gaps in the track IDs cost the tracker nothing. Compact IDs are uint8
+while a pass follows at most 255 objects and uint16 beyond (up to 65535, the largest ``max_obj_num``).
 
 Score of an object on a tracked frame: the mean, over the tracker's stride-4 grid cells whose most likely
 channel is the object, of the softmax probability of that channel (the logits ``Tracker.track`` returns);
@@ -19,7 +19,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-MAX_OBJECTS_PER_PASS = 255
+from samtrack_ops.cmr import label_map_dtype
+
+MAX_OBJECTS_PER_PASS = 65535
 
 
 class PassResult(NamedTuple):
@@ -55,7 +57,7 @@ class TrackPass:
         if len(self._track_ids) - 1 > MAX_OBJECTS_PER_PASS:
             raise ValueError(f"one tracking pass can follow at most {MAX_OBJECTS_PER_PASS} objects; lower "
                              f"max_obj_num or split the video")
-        lookup = np.zeros(max(self._compact_of) + 1, dtype=np.uint8)
+        lookup = np.zeros(max(self._compact_of) + 1, dtype=label_map_dtype(len(self._track_ids) - 1))
         lookup[list(self._compact_of)] = list(self._compact_of.values())
         self.tracker.add_reference(frame, lookup[label_map])
         self.anchor = frame_index

@@ -40,9 +40,11 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 from samtrack_ops.cmr import find_new_objects, label_map_dtype
-from samtrack_ops.keyframes import DEFAULT_LABEL, KeyFramePrompter, paint
+from samtrack_ops.keyframes import KeyFramePrompter, paint
 from samtrack_ops.passes import PassResult, TrackPass, merge_passes
 from samtrack_ops.prompts import OBJECT_PROMPTS, PromptError, Text
+from samtrack_ops.video import SpillStore, check_missing_frames_policy, open_frames
+from samtrack_ops.registry import ObjectRegistry
 from samtrack_ops.video import SpillStore, open_frames
 
 MODES = ("interactive", "automatic", "fusion")
@@ -50,11 +52,13 @@ STAGES = ("decode", "SAM embedding", "everything-generation", "Grounding-DINO", 
 
 
 class ObjectInfo(NamedTuple):
-    """An object visible on a frame: its track ID, label and score (see the module docstring)."""
+    """An object visible on a frame: its track ID, label, score (see the module docstring) and provenance
+    on this frame ("prompted", "discovered", "corrected" on its key frame, else "tracked")."""
 
     id: int
     label: str
     score: float
+    provenance: str = "tracked"
 
 
 class FrameResult(NamedTuple):
@@ -70,7 +74,10 @@ class PipelineOptions:
     """Every option of segment_and_track (defaults as the seed where it has them).
 
     timings: a dict that receives the seconds spent per stage (:data:`STAGES`);
-    progress: called as progress(frame_index, frame_count or None) after each frame.
+    progress: called as progress(frame_index, frame_count or None) after each frame (frame_count grows to
+    frame_index + 1 when a video holds more frames than its container says);
+    on_missing_frames: "fail" or "warn" when a video decodes to fewer frames than it says it holds
+    (see :mod:`samtrack_ops.video`).
     """
 
     sam_gap: int = 10
@@ -79,12 +86,14 @@ class PipelineOptions:
     min_new_obj_iou: float = 0.8
     auto_text: Optional[str] = None
     generator_options: dict = field(default_factory=dict)
+    seed_exact: bool = False
     box_threshold: float = 0.25
     text_threshold: float = 0.25
     long_term_mem_gap: Optional[int] = None
     max_len_long_term: Optional[int] = None
     progress: Optional[Callable] = None
     timings: Optional[dict] = None
+    on_missing_frames: str = "fail"
     sam_model: str = "vit_b"
     tracker_model: str = "r50_deaotl"
     detector_model: str = "groundingdino_swint_ogc"
@@ -114,6 +123,7 @@ class PipelineOptions:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.max_obj_num > 65535:
             raise ValueError(f"max_obj_num must be <= 65535 (uint16 label maps), got {self.max_obj_num}")
+        check_missing_frames_policy(self.on_missing_frames)
         if not 0 <= self.min_new_obj_iou <= 1:
             raise ValueError(f"min_new_obj_iou is an area ratio in [0, 1], got {self.min_new_obj_iou!r}")
         if self.tracker is not None and (self.long_term_mem_gap, self.max_len_long_term) != (None, None):
@@ -204,7 +214,7 @@ def segment_and_track(frames, prompts=(), mode="interactive", **options):
     """
     parsed = PipelineOptions.parse(options)
     prompts = _checked_prompts(prompts, mode, parsed)
-    source = open_frames(frames)
+    source = open_frames(frames, parsed.on_missing_frames)
     if source.frame_count is not None and prompts and max(p.frame for p in prompts) >= source.frame_count:
         late = max(prompts, key=lambda p: p.frame)
         raise PromptError(f"{type(late).__name__} prompt on frame {late.frame}, but the video has "
@@ -224,6 +234,9 @@ def _checked_prompts(prompts, mode, options):
                          "automatic discovery")
     if mode == "interactive" and not prompts:
         raise ValueError("interactive mode needs prompts; use mode='automatic' to find objects without them")
+    if options.seed_exact and (mode != "automatic" or options.auto_text is not None):
+        raise ValueError("seed_exact reproduces the seed's segment-everything loop: use it with mode='automatic' "
+                         "and no auto_text")
     if mode == "interactive" and options.auto_text is not None:
         raise ValueError("auto_text drives automatic discovery; use mode='automatic' or 'fusion' with it")
     return prompts
@@ -242,9 +255,9 @@ class SamTrackRun:
         self.last_prompted = max(self.prompts_by_frame, default=-1)
         self.models = Models(options)
         self.stopwatch = Stopwatch(options.timings)
-        self.prompter = KeyFramePrompter(self.models, self.stopwatch, options.max_obj_num)
+        self.registry = ObjectRegistry(options.max_obj_num)
+        self.prompter = KeyFramePrompter(self.models, self.stopwatch, self.registry)
         self.dtype = label_map_dtype(options.max_obj_num)
-        self.labels = {}
         self.frame_size = None
 
     def results(self):
@@ -260,9 +273,10 @@ class SamTrackRun:
             forward = ForwardPass(self, key_objects)
             for index, frame in enumerate(itertools.chain(replayed, frames)):
                 merged = forward.step(index, frame, self._backward_results(index, backward_anchors, store))
-                yield self._frame_result(index, *merged)
+                yield self._frame_result(index, *merged, forward.provenance)
                 if self.options.progress is not None:
-                    self.options.progress(index, self.source.frame_count)
+                    count = self.source.frame_count
+                    self.options.progress(index, None if count is None else max(count, index + 1))
 
     def _read_prompted_frames(self, frames, store):
         """Decodes frames 0..K onto disk and turns their prompts into KeyObjects: {frame index: [KeyObject]}."""
@@ -276,7 +290,6 @@ class SamTrackRun:
             store.put(f"frame-{index}", frame)
             if index in self.prompts_by_frame:
                 key_objects[index] = self.prompter.objects(index, frame, self.prompts_by_frame[index])
-                self._remember_labels(key_objects[index])
         return key_objects
 
     def check_frame_size(self, frame):
@@ -286,11 +299,6 @@ class SamTrackRun:
             for prompts in self.prompts_by_frame.values():
                 for prompt in prompts:
                     prompt.validate(self.frame_size)
-
-    def _remember_labels(self, key_objects):
-        for key_object in key_objects:
-            if key_object.label is not None or key_object.id not in self.labels:
-                self.labels[key_object.id] = key_object.label or DEFAULT_LABEL
 
     def _track_backward(self, anchor, key_objects, store):
         """Tracks the objects new on frame ``anchor`` over frames anchor-1 .. 0; label maps and scores to disk."""
@@ -312,9 +320,9 @@ class SamTrackRun:
                                           {int(i): float(s) for i, s in scores}, anchor))
         return results
 
-    def _frame_result(self, index, label_map, scores):
-        objects = [ObjectInfo(object_id, self.labels.get(object_id, DEFAULT_LABEL), scores[object_id])
-                   for object_id in sorted(scores)]
+    def _frame_result(self, index, label_map, scores, provenance):
+        objects = [ObjectInfo(object_id, self.registry.label(object_id), scores[object_id],
+                              provenance.get(object_id, "tracked")) for object_id in sorted(scores)]
         return FrameResult(index, label_map, objects)
 
 
@@ -326,11 +334,13 @@ class ForwardPass:
         self.key_objects = key_objects
         self.track_pass = TrackPass(run.models.tracker, run.dtype)
         self.backward = []
+        self.provenance = {}  # {ID: provenance} of the objects set on the current key frame
 
     def step(self, index, frame, backward_results):
         """(label_map (H, W), {ID: score}) on frame ``index``: this pass merged with ``backward_results``."""
         self.run.check_frame_size(frame)
         self.backward = backward_results
+        self.provenance = {}
         return self._merged(index, self._forward(index, frame))
 
     def _forward(self, index, frame):
@@ -359,31 +369,38 @@ class ForwardPass:
             label_map, scores = self.track_pass.track(frame, update_memory=update_memory)
         return PassResult(label_map, scores, self.track_pass.anchor)
 
-    @staticmethod
-    def _apply_key_objects(label_map, scores, key_objects):
+    def _apply_key_objects(self, label_map, scores, key_objects):
         for key_object in key_objects:
             if key_object.correction:
                 label_map[label_map == key_object.id] = 0
             label_map[key_object.mask] = key_object.id
             scores[key_object.id] = key_object.score
+            self.provenance[key_object.id] = "corrected" if key_object.correction else "prompted"
         return label_map, _visible(label_map, scores)
 
     def _discover(self, index, frame, label_map, scores):
         """Adds CMR's new objects of SAM's segments (everything, or auto_text boxes) to label_map."""
         segments, segment_labels, segment_scores = self._segments(index, frame)
         known = self._merged(index, PassResult(label_map, scores, index))[0]
-        prompter = self.run.prompter
+        registry = self.run.registry
         options = self.run.options
         with self.run.stopwatch("CMR"):
-            new_objects = find_new_objects(known, segments, prompter.next_id, options.min_area,
+            new_objects = find_new_objects(known, segments, self._first_new_id(), options.min_area,
                                            options.min_new_obj_iou, options.max_obj_num)
         found = np.unique(np.stack([new_objects, segments]).reshape(2, -1)[:, new_objects.ravel() != 0], axis=1)
         for object_id, segment_id in found.T.tolist():
-            self.run.labels[object_id] = segment_labels.get(segment_id, DEFAULT_LABEL)
+            if object_id < registry.next_id:  # seed_exact: the seed's highest ID again (see _first_new_id)
+                continue
+            registry.claim(object_id, index, segment_labels.get(segment_id), "discovered")
+            self.provenance[object_id] = "discovered"
             scores[object_id] = segment_scores.get(segment_id, 1.0)
-            prompter.next_id = max(prompter.next_id, object_id + 1)
         label_map = np.where(new_objects != 0, new_objects, label_map).astype(self.run.dtype)
         return label_map, scores
+
+    def _first_new_id(self):
+        """The seed (seed_exact) numbers a later key frame's new objects from the highest ID so far, reusing it."""
+        next_id = self.run.registry.next_id
+        return next_id - 1 if self.run.options.seed_exact and self.track_pass.active else next_id
 
     def _segments(self, index, frame):
         """SAM's segment map (H, W) of frame, with {segment ID: label} and {segment ID: score}."""
@@ -391,8 +408,9 @@ class ForwardPass:
         models = self.run.models
         if options.auto_text is None:
             with self.run.stopwatch("everything-generation"):
-                segments = models.segmentor.segment_everything(frame, min_area=options.min_area,
-                                                               **options.generator_options)
+                segments = models.segmentor.segment_everything(
+                    frame, min_area=options.min_area, seed_exact=options.seed_exact,
+                    max_obj_num=options.max_obj_num, **options.generator_options)
             return segments, {}, {}
         with self.run.stopwatch("Grounding-DINO"):
             detections = models.detector.detect(frame, options.auto_text, box_threshold=options.box_threshold,

@@ -25,10 +25,19 @@ def _as_points(points, what):
     array = np.asarray(points, dtype=np.float64)
     if array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
         raise PromptError(f"{what} points must be a non-empty list of (x, y) pairs, got shape {array.shape}")
+    _check_finite(array, what)
     return array
 
 
+def _check_finite(coordinates, what):
+    """Raises PromptError when a coordinate is NaN or infinite (NaN passes every < / > comparison)."""
+    if not np.isfinite(coordinates).all():
+        bad = np.asarray(coordinates)[~np.isfinite(coordinates).all(axis=-1)][0].tolist()
+        raise PromptError(f"{what} coordinates must be finite numbers of pixels, got {bad}")
+
+
 def _check_inside(points_xy, frame_size, what):
+    _check_finite(points_xy, what)
     height, width = frame_size
     outside = (points_xy[:, 0] < 0) | (points_xy[:, 0] > width) | (points_xy[:, 1] < 0) | (points_xy[:, 1] > height)
     if outside.any():
@@ -75,6 +84,7 @@ class Box:
         self.box_xyxy = np.asarray(self.box_xyxy, dtype=np.float64).reshape(-1)
         if self.box_xyxy.shape != (4,):
             raise PromptError(f"box must be (x0, y0, x1, y1), got {self.box_xyxy.tolist()}")
+        _check_finite(self.box_xyxy.reshape(2, 2), "box")
         x0, y0, x1, y1 = self.box_xyxy
         if not (x0 < x1 and y0 < y1):
             raise PromptError(f"box (x0, y0, x1, y1) = {self.box_xyxy.tolist()} is empty or inverted")

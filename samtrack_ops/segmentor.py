@@ -131,16 +131,19 @@ class Segmentor:
             results.extend(zip(*self._predict_batch(None, None, batch, None)))
         return results
 
-    def segment_everything(self, frame, min_area=200, **generator_options):
+    def segment_everything(self, frame, min_area=200, seed_exact=False, max_obj_num=255, **generator_options):
         """Segment every object of ``frame``: HxW uint16 map of segment IDs 1..K (0 = nothing).
 
         ``generator_options`` override :data:`SEED_GENERATOR_OPTIONS` (any argument of
-        ``segment_anything.SamAutomaticMaskGenerator``). Masks are painted largest first, so a smaller mask
-        stays visible over a larger one; segments left with fewer than ``min_area`` visible pixels are dropped
-        and the rest numbered 1..K from the top-left.
+        ``segment_anything.SamAutomaticMaskGenerator``). By default the generator sees the frame as RGB (what
+        SAM was trained on) and masks are painted largest first, so a smaller mask stays visible over a larger
+        one; segments left with fewer than ``min_area`` visible pixels are dropped and the rest numbered 1..K
+        from the top-left. ``seed_exact=True`` gives the seed's map instead (:func:`_seed_segments`).
         """
         check_frame(frame)
         generator = _MaskGenerator(self.sam, **{**SEED_GENERATOR_OPTIONS, **generator_options})
+        if seed_exact:
+            return _seed_segments(generator.generate(frame[:, :, ::-1]), frame.shape[:2], min_area, max_obj_num)
         annotations = sorted(generator.generate(frame), key=lambda annotation: -annotation["area"])
         painted = np.zeros(frame.shape[:2], dtype=np.int64)
         for index, annotation in enumerate(annotations, start=1):
@@ -228,6 +231,26 @@ def _mask_box(mask):
     """Tight pixel box (x0, y0, x1, y1) around the nonzero pixels of an HxW mask."""
     rows, cols = np.nonzero(mask)
     return np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], dtype=np.float64)
+
+
+def _seed_segments(annotations, frame_size, min_area, max_obj_num):
+    """The seed's segment map (H, W) uint16 of the generator's annotations, computed the way the seed does.
+
+    The seed hands SAM the frame with its channels reversed (BGR; the caller does that), paints the masks with
+    more than ``min_area`` pixels in the generator's order (later over earlier) into a uint8 map, numbering
+    them 1, 2, ... in paint order (so a 256th mask wraps to 0 and a 257th to 1, as NumPy 1 did), then drops
+    segments left with fewer than ``min_area`` visible pixels and renumbers the rest 1, 2, ... in paint
+    order, keeping at most ``max_obj_num``.
+    """
+    painted = np.zeros(frame_size, dtype=np.uint8)
+    large = [annotation for annotation in annotations if annotation["area"] > min_area]
+    for index, annotation in enumerate(large, start=1):
+        painted[annotation["segmentation"]] = index % 256
+    ids, areas = np.unique(painted, return_counts=True)
+    kept = ids[(ids > 0) & (areas >= min_area)][:max_obj_num]
+    lookup = np.zeros(256, dtype=np.uint16)
+    lookup[kept] = np.arange(1, len(kept) + 1, dtype=np.uint16)
+    return lookup[painted]
 
 
 def _renumber_segments(painted, min_area):

@@ -2,7 +2,8 @@
 
 Sections (add new fixtures to the matching one):
   1. Test environment: set before anything imports fiftyone (throwaway database, plugins dir).
-  2. Shared data: ../shared/data and ../shared/fixtures (skip cleanly when absent).
+  2. Shared data: ../shared/data and ../shared/fixtures (skip cleanly when absent; under CI=true an
+     absent shared folder stops the run before any test).
   3. Checkpoints: random-weight files in the official formats, built lazily once per session.
   4. FiftyOne: datasets made from the shared data.
 """
@@ -54,18 +55,43 @@ class DavisClip(NamedTuple):
     masks: np.ndarray
 
 
+def shared_folder():
+    """The shared data folder: env SAMTRACK_SHARED_DIR, else <repo>/../shared (may be absent)."""
+    return Path(os.environ.get("SAMTRACK_SHARED_DIR", REPO_DIR.parent / "shared"))
+
+
+def running_in_ci():
+    """True when the environment variable CI is "true" or "1" (set by CI services)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def pytest_configure(config):
+    """Under CI a missing shared folder is an error: one message and a failed run, not a green run of
+    skips."""
+    if running_in_ci() and not shared_folder().is_dir():
+        shutil.rmtree(PLUGINS_DIR, ignore_errors=True)
+        raise pytest.UsageError(
+            f"CI=true but the shared data folder {shared_folder()} is absent: the tests need ../shared "
+            "(data/ and fixtures/) next to the checkout, or SAMTRACK_SHARED_DIR pointing at it"
+        )
+
+
 @pytest.fixture(scope="session")
 def shared_dir():
-    """The shared data folder: env SAMTRACK_SHARED_DIR, else <repo>/../shared."""
-    folder = Path(os.environ.get("SAMTRACK_SHARED_DIR", REPO_DIR.parent / "shared"))
+    """The shared data folder (see shared_folder); tests using it skip when it is absent outside CI."""
+    folder = shared_folder()
     if not folder.is_dir():
         pytest.skip(f"shared data folder {folder} is absent (set SAMTRACK_SHARED_DIR)")
     return folder
 
 
 def _required(path):
+    """``path`` inside the shared folder; absent: a skip, or a failure under CI."""
     if not path.exists():
-        pytest.skip(f"{path} is absent from the shared data")
+        message = f"{path} is absent from the shared data"
+        if running_in_ci():
+            pytest.fail(f"CI=true: {message}")
+        pytest.skip(message)
     return path
 
 

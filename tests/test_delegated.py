@@ -93,6 +93,7 @@ def running_mid_video(dataset, worker_pids):
     return None
 
 
+@pytest.mark.slow
 def test_two_workers_each_video_once_and_a_killed_worker_recovered(small_dataset, sam_vit_b_random_ckpt, r50_deaotl_ckpt, tmp_path):
     dataset = small_dataset
     write_previous_labels(dataset)

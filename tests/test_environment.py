@@ -1,6 +1,8 @@
 """The shared test environment and fixtures of conftest.py do what other tests rely on."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,7 +19,6 @@ def test_fiftyone_uses_throwaway_database_and_plugins_dir():
     assert os.path.realpath(PLUGINS_DIR / "samtrack") == str(REPO_DIR)
 
 
-@pytest.mark.skipif(not (REPO_DIR / "fiftyone.yml").exists(), reason="the plugin's fiftyone.yml is not in the repo yet")
 def test_plugin_is_discovered_through_the_linked_checkout():
     import fiftyone.plugins as fop
     import yaml
@@ -26,6 +27,18 @@ def test_plugin_is_discovered_through_the_linked_checkout():
     plugins = {plugin.name: plugin for plugin in fop.list_plugins(enabled="all")}
     assert name in plugins
     assert os.path.realpath(plugins[name].directory) == str(REPO_DIR)
+
+
+@pytest.mark.parametrize("ci, exit_code", [("true", 4), ("", 0)])
+def test_missing_shared_folder_fails_the_run_under_ci(tmp_path, ci, exit_code):
+    # A tiny selection, collected only: under CI=true the run stops with one message before collecting.
+    env = dict(os.environ, CI=ci, SAMTRACK_SHARED_DIR=str(tmp_path / "missing"))
+    run = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          "tests/test_cmr.py"], cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=300)
+    output = run.stdout + run.stderr
+    assert run.returncode == exit_code, output
+    message = f"CI=true but the shared data folder {tmp_path / 'missing'} is absent"
+    assert (message in output) == (ci == "true"), output
 
 
 def test_davis_frames_loader(davis_frames):

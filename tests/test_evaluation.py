@@ -22,11 +22,58 @@ ALL_KEYS = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "J
 
 
 @pytest.fixture(scope="module")
-def blackswan(shared_dir):
-    folder = shared_dir / "data" / "davis2016" / "Annotations" / "480p" / "blackswan"
-    if not folder.is_dir():
-        pytest.skip(f"DAVIS data not found at {folder}")
+def blackswan(davis_dir):
+    folder = davis_dir / "Annotations" / "480p" / "blackswan"
     return [(np.array(Image.open(p)) > 0).astype(np.uint8) for p in sorted(folder.glob("*.png"))]
+
+
+def official_case(davis_dir):
+    """Prediction and ground truth for the comparison with the official DAVIS 2017 code, built from the
+    real blackswan and car-shadow annotations (25 frames, 480x854): ``(pred_maps, gt_maps)`` uint8 lists.
+
+    Ground truth: object 2 = the swan; object 1 = the car, but only from frame 6 on (absent from the first
+    frame although numbered below its maximum); void (255) = a 4 px band around the swan. Prediction: the
+    swan shifted 5 px right (so it covers part of the void band); the car eroded by 2 px and only from
+    frame 9 on.
+    """
+    import cv2
+
+    def masks(seq):
+        folder = davis_dir / "Annotations" / "480p" / seq
+        return [np.array(Image.open(p)) > 0 for p in sorted(folder.glob("*.png"))]
+
+    swans, cars = masks("blackswan"), masks("car-shadow")
+    ring = np.ones((9, 9), np.uint8)
+    gt_maps, pred_maps = [], []
+    for index, (swan, car) in enumerate(zip(swans, cars)):
+        gt = np.zeros(swan.shape, np.uint8)
+        gt[car & (index >= 6)] = 1
+        gt[cv2.dilate(swan.astype(np.uint8), ring).astype(bool)] = 255
+        gt[swan] = 2
+        pred = np.zeros(swan.shape, np.uint8)
+        pred[cv2.erode(car.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & (index >= 9)] = 1
+        pred[np.roll(swan, 5, axis=1)] = 2
+        gt_maps.append(gt)
+        pred_maps.append(pred)
+    return pred_maps, gt_maps
+
+
+# The official davis2017-evaluation code (commit ac7c43f, run from a copy outside this repository) on
+# official_case() written as a DAVIS folder (Annotations/480p/blackswan/*.png and results/blackswan/*.png):
+# DAVISEvaluation(root, "semi-supervised", "val", sequences=["blackswan"]).evaluate(results) gave these
+# per-object [mean, recall, decay] of J and F (printed with repr, rounded here to 12 decimals).
+OFFICIAL_CASE_SCORES = {
+    1: {"J": (0.7872935217982964, 0.8695652173913043, -0.15748094087121367),
+        "F": (0.7889503421787843, 0.8695652173913043, -0.17047989650646378)},
+    2: {"J": (0.8985673882646025, 1.0, 0.00120129829169624), "F": (1.0, 1.0, 0.0)},
+}
+
+
+def official_video_scores():
+    """The official case's video-level J, F and J&F means (averages over its two objects)."""
+    j_mean = np.mean([scores["J"][0] for scores in OFFICIAL_CASE_SCORES.values()])
+    f_mean = np.mean([scores["F"][0] for scores in OFFICIAL_CASE_SCORES.values()])
+    return {"J_mean": j_mean, "F_mean": f_mean, "JF_mean": (j_mean + f_mean) / 2}
 
 
 def _pixels(mask):
@@ -117,6 +164,47 @@ def test_missing_object_scores_zero_and_halves_the_mean(blackswan):
     assert result["per_object"][1]["J_mean"] == 1.0
     assert all(result["per_object"][2][key] == 0.0 for key in ALL_KEYS)
     assert result["J_mean"] == result["F_mean"] == result["JF_mean"] == 0.5
+
+
+def test_equals_the_official_davis2017_code(davis_dir):
+    result = evaluate_davis(*official_case(davis_dir))
+    assert sorted(result["per_object"]) == [1, 2], "objects are 1..max ID of the first frame; 255 is void"
+    for object_id, expected in OFFICIAL_CASE_SCORES.items():
+        scores = result["per_object"][object_id]
+        for metric in "JF":
+            got = [scores[f"{metric}_{stat}"] for stat in ("mean", "recall", "decay")]
+            assert got == pytest.approx(expected[metric], rel=1e-12, abs=1e-12), (object_id, metric)
+    assert {k: result[k] for k in ("J_mean", "F_mean", "JF_mean")} == pytest.approx(official_video_scores())
+
+
+def test_object_missing_from_the_first_frame_is_scored(blackswan):
+    # Ground truth numbers the swan 2 and has no object 1 at all: object 1 is still scored, as 1 (both
+    # empty) where the prediction lacks it and 0 on the 5 scored frames where the prediction has it.
+    gt = [m * 2 for m in blackswan]
+    perfect = dict.fromkeys(ALL_KEYS, 1.0) | {"J_decay": 0.0, "F_decay": 0.0}
+    assert evaluate_davis(gt, gt)["per_object"] == {1: perfect, 2: perfect}
+    pred = [g.copy() for g in gt]
+    for m in pred[19:24]:  # video frames 19..23 = scored frames 18..22
+        m[400:460, 20:80] = 1
+    object_1 = evaluate_davis(pred, gt)["per_object"][1]
+    assert object_1["J_mean"] == object_1["F_mean"] == pytest.approx(18 / 23)
+    # first quarter (scored 0..6) all 1; last quarter (scored 17..22) has 1 right of 6
+    assert object_1["J_decay"] == pytest.approx(1 - 1 / 6)
+
+
+def test_void_pixels_are_background_not_an_object(blackswan):
+    # 255 marks void. The official semi-supervised evaluation zeroes it and excludes nothing: a prediction
+    # covering the void band loses exactly the band's pixels from J, and 255 is never an object.
+    import cv2
+
+    band = [cv2.dilate(m, np.ones((7, 7), np.uint8)).astype(bool) & ~m.astype(bool) for m in blackswan]
+    gt = [np.where(b, 255, m).astype(np.uint8) for m, b in zip(blackswan, band)]
+    pred = [(m.astype(bool) | b).astype(np.uint8) for m, b in zip(blackswan, band)]
+    result = evaluate_davis(pred, gt)
+    assert list(result["per_object"]) == [1]
+    expected_j = [len(_pixels(m)) / len(_pixels(m) | _pixels(b)) for m, b in zip(blackswan[1:-1], band[1:-1])]
+    assert result["per_frame"]["J"] == pytest.approx(expected_j)
+    assert max(expected_j) < 0.97
 
 
 def test_unknown_predicted_ids_are_ignored(blackswan):
@@ -234,3 +322,29 @@ def test_segmentation_fields_score_like_detections(scored_dataset):
     scored_dataset.delete_evaluation("seg")
     assert not scored_dataset.has_field("seg_JF") and not scored_dataset.has_frame_field("seg_J")
     assert scored_dataset.has_field("dets_JF")
+
+
+def test_evaluation_run_passes_void_and_unseen_ids_through(davis_dataset, davis_dir):
+    # official_case() stored on blackswan as Segmentation and as Detections (void = a detection with
+    # index 255): both fields give the official code's scores, with objects "1" and "2" and no "255".
+    from samtrack_ops.fiftyone.evaluation_runs import evaluate_tracks
+    from samtrack_ops.fiftyone.storage import label_map_to_detections, label_map_to_segmentation
+
+    pred_maps, gt_maps = official_case(davis_dir)
+    dataset = davis_dataset.select_by("filepath", [f for f in davis_dataset.values("filepath")
+                                                   if f.endswith("blackswan.mp4")]).clone()
+    sample = dataset.first()
+    for number, (pred, gt) in enumerate(zip(pred_maps, gt_maps), start=1):
+        sample.frames[number]["case_pred"] = label_map_to_segmentation(pred)
+        sample.frames[number]["case_gt_seg"] = label_map_to_segmentation(gt)
+        sample.frames[number]["case_gt"] = label_map_to_detections(gt)
+    sample.save()
+    assert [d.index for d in sample.frames[1]["case_gt"].detections] == [2, 255]
+    expected = official_video_scores()
+    for gt_field in ("case_gt_seg", "case_gt"):
+        results = evaluate_tracks(dataset, "case_pred", gt_field, eval_key=f"official_{gt_field}")
+        video = next(iter(results.videos.values()))
+        assert sorted(video["per_object"]) == ["1", "2"], gt_field
+        assert {k: video[k] for k in expected} == pytest.approx(expected, rel=1e-12), gt_field
+        assert dataset.values(f"official_{gt_field}_JF") == pytest.approx([expected["JF_mean"]], rel=1e-12)
+    dataset.delete()

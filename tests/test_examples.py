@@ -69,6 +69,7 @@ def test_click_to_track(small_clips, sam_vit_b_random_ckpt, r50_deaotl_ckpt, tmp
     assert "frame 0: swan #1:" in out
 
 
+@pytest.mark.slow
 def test_label_dataset_delegated(small_clips, sam_vit_b_random_ckpt, r50_deaotl_ckpt, groundingdino_random_ckpt,
                                  tiny_bert_dir, tmp_path):
     """A one-video folder queued as a delegated operation and run by a real `fiftyone delegated launch` worker.
@@ -109,7 +110,18 @@ def test_davis_evaluate(davis_example):
     dataset = fo.load_dataset(name)
     assert "davis" in dataset.list_evaluations()
     metrics = dict(line.split() for line in out.splitlines() if line.split()[:1] in (["J_mean"], ["F_mean"]))
-    assert 0 <= float(metrics["J_mean"]) <= 1 and 0 <= float(metrics["F_mean"]) <= 1
+    # Of the 3 frames only the middle one is scored: J = IoU of the stored track and ground truth there,
+    # F = their boundary F-measure; the script prints both rounded to 3 decimals.
+    from samtrack_ops.evaluation import boundary_f_measure
+    from samtrack_ops.fiftyone.storage import detections_to_label_map
+
+    middle = dataset.first().frames[2]
+    gt = middle["ground_truth_seg"].get_mask() == 1
+    tracked = detections_to_label_map(middle["tracks"], gt.shape) == 1
+    iou = (gt & tracked).sum() / (gt | tracked).sum()
+    assert float(metrics["J_mean"]) == pytest.approx(iou, abs=5e-4)
+    assert float(metrics["F_mean"]) == pytest.approx(boundary_f_measure(gt, tracked), abs=5e-4)
+    assert dataset.first()["davis_J"] == pytest.approx(iou)
     first = dataset.first().frames[1]
     # the first frame's tracks are the ground-truth masks given as prompts
     assert len(first["tracks"].detections) == len(first["ground_truth"].detections) == 1

@@ -5,6 +5,8 @@ import hashlib
 import http.server
 import json
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -15,7 +17,11 @@ from samtrack_ops.models import CheckpointError, MissingCheckpointError
 
 
 class _RangeFileHandler(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.files[path]`` with Range support; ``server.truncate_to`` cuts bodies short."""
+    """Serves ``server.files[path]`` with Range support; ``server.truncate_to`` cuts bodies short.
+
+    With ``server.finish_together`` (a threading.Barrier) set, each answer holds back its last byte until
+    that many answers are waiting (or the barrier times out), so concurrent downloads end together.
+    """
 
     def do_GET(self):
         self.server.requests.append({"path": self.path, "range": self.headers.get("Range")})
@@ -33,7 +39,15 @@ class _RangeFileHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", self.server.content_type)
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
-        self.wfile.write(body[start:self.server.truncate_to])
+        sent = body[start:self.server.truncate_to]
+        self.wfile.write(sent[:-1])
+        self.wfile.flush()
+        if self.server.finish_together is not None:
+            try:
+                self.server.finish_together.wait()
+            except threading.BrokenBarrierError:
+                pass
+        self.wfile.write(sent[-1:])
         self.close_connection = True
 
     def log_message(self, *args):
@@ -45,7 +59,7 @@ def server():
     """A threaded HTTP server on 127.0.0.1; tests put bytes in ``server.files`` and read ``server.requests``."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeFileHandler)
     httpd.files, httpd.requests = {}, []
-    httpd.truncate_to, httpd.content_type = None, "application/octet-stream"
+    httpd.truncate_to, httpd.content_type, httpd.finish_together = None, "application/octet-stream", None
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -57,6 +71,11 @@ def _checkpoint_bytes(tmp_path, seed=0):
     path = tmp_path / f"source_{seed}.pth"
     torch.save({"weight": torch.randn(64, 64, generator=torch.Generator().manual_seed(seed))}, path)
     return path.read_bytes()
+
+
+def _cache_files(cache):
+    """Names in the cache folder besides the (empty) lock files downloads leave."""
+    return sorted(path.name for path in cache.iterdir() if not path.name.endswith(".lock"))
 
 
 def _entry(server, body, name="file.pth", sha256="known", size="known"):
@@ -115,14 +134,14 @@ def test_truncated_file_with_unknown_length_fails_size_check(server, tmp_path):
     server.files["/file.pth"] = body[:-10]  # the server itself holds a short file
     with pytest.raises(CheckpointError, match="expected"):
         models.download_checkpoint(entry, cache=tmp_path / "cache", progress=lambda *a: None)
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert _cache_files(tmp_path / "cache") == []
 
 
 def test_bad_hash_leaves_nothing_in_cache(server, tmp_path):
     entry = _entry(server, _checkpoint_bytes(tmp_path), sha256="0" * 64)
     with pytest.raises(CheckpointError, match="SHA-256"):
         models.download_checkpoint(entry, cache=tmp_path / "cache", progress=lambda *a: None)
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert _cache_files(tmp_path / "cache") == []
 
 
 def test_html_answer_is_refused_with_manual_instructions(server, tmp_path):
@@ -144,6 +163,65 @@ def test_unknown_hash_is_recorded_on_first_download_and_checked_later(server, tm
     path.write_bytes(_checkpoint_bytes(tmp_path, seed=1))  # same size, different content
     with pytest.raises(CheckpointError, match="SHA-256"):
         models.verify_file(entry, path)
+
+
+_DOWNLOAD_IN_SUBPROCESS = """
+import json, sys
+from samtrack_ops import models
+fields = json.loads(sys.argv[1])
+cache = fields.pop("cache")
+entry = models.CheckpointEntry(**fields)
+print("ready", flush=True)
+sys.stdin.readline()
+print(models.download_checkpoint(entry, cache=cache, progress=lambda *a: None))
+"""
+
+
+def _download_in_processes(entries, cache):
+    """One process per entry downloads it into ``cache``, all started together once imported.
+
+    Returns (exit code, stdout, stderr) per process.
+    """
+    processes = [
+        subprocess.Popen([sys.executable, "-c", _DOWNLOAD_IN_SUBPROCESS,
+                          json.dumps({**dataclasses.asdict(entry), "cache": str(cache)})],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for entry in entries
+    ]
+    for process in processes:
+        assert process.stdout.readline() == "ready\n", process.stderr.read()
+    for process in processes:
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    return [(process.wait(timeout=120), *process.communicate()) for process in processes]
+
+
+def test_two_processes_downloading_one_checkpoint_both_get_the_verified_file(server, tmp_path):
+    body = _checkpoint_bytes(tmp_path)
+    entry = _entry(server, body)
+    server.finish_together = threading.Barrier(2, timeout=6)  # with the lock only one request comes: waits 6 s
+    cache = tmp_path / "cache"
+    results = _download_in_processes([entry, entry], cache)
+    assert [code for code, _, _ in results] == [0, 0], [err[-2000:] for _, _, err in results]
+    assert {out.strip() for _, out, _ in results} == {str(cache / "file.pth")}
+    assert (cache / "file.pth").read_bytes() == body
+    assert not (cache / "file.pth.part").exists()
+    recorded = json.loads((cache / "verified.json").read_text())
+    assert recorded["file.pth"]["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_two_processes_downloading_different_checkpoints_both_recorded(server, tmp_path):
+    bodies = {name: _checkpoint_bytes(tmp_path, seed) for seed, name in enumerate(["one.pth", "two.pth"])}
+    entries = [_entry(server, body, name=name, sha256=None, size=None) for name, body in bodies.items()]
+    server.finish_together = threading.Barrier(2, timeout=30)
+    cache = tmp_path / "cache"
+    results = _download_in_processes(entries, cache)
+    assert [code for code, _, _ in results] == [0, 0], [err[-2000:] for _, _, err in results]
+    recorded = json.loads((cache / "verified.json").read_text())
+    for name, body in bodies.items():
+        assert (cache / name).read_bytes() == body
+        assert recorded[name]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert _cache_files(cache) == ["one.pth", "two.pth", "verified.json"]
 
 
 def test_cached_file_of_wrong_size_is_rejected(tmp_path):
@@ -168,6 +246,26 @@ def test_unsafe_pickle_refused_unless_opted_in(tmp_path, monkeypatch):
     assert models.load_checkpoint(path, allow_unsafe_pickle=True)["extra"].value == 7
     monkeypatch.setenv(models.UNSAFE_PICKLE_ENV, "1")
     assert models.load_checkpoint(path)["extra"].value == 7
+
+
+class RunsCommand:
+    """Pickles as a call of os.system: loading it unsafely would run a shell command."""
+
+    def __reduce__(self):
+        return os.system, ("echo unpickled-code-ran",)
+
+
+def test_checkpoint_that_would_run_code_is_refused_as_code_not_as_corrupt(tmp_path, capfd):
+    path = tmp_path / "runs_code.pth"
+    torch.save({"weight": torch.ones(2), "hook": RunsCommand()}, path)
+    with pytest.raises(CheckpointError) as raised:
+        models.load_checkpoint(path)
+    message = str(raised.value)
+    assert "runs_code.pth holds pickled Python code or objects" in message
+    assert "system" in message and "refused" in message
+    assert "SAMTRACK_ALLOW_UNSAFE_PICKLE=1" in message and "allow_unsafe_pickle=True" in message
+    assert "corrupt" not in message and "will not help" in message
+    assert "unpickled-code-ran" not in capfd.readouterr().out
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])

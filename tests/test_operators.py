@@ -1,7 +1,7 @@
 """The FiftyOne plugin's operators, executed for real through ``fiftyone.operators.execute_operator``.
 
 Datasets are real videos (the conftest ``video_dataset``: blackswan.mp4 + two DAVIS clips); models are the
-real architectures with random weights (SAM ViT-B, DeAOT-T), passed as checkpoint files.
+real architectures with random weights (SAM ViT-B, R50-DeAOT-L), passed as checkpoint files.
 """
 
 import os

@@ -128,11 +128,12 @@ def test_rerun_replaces_the_field_cleanly_and_leaves_other_fields(video_sample, 
     _write(dataset, sample, davis_label_maps[:10], seg=True)
     _write(dataset, sample, davis_label_maps[:10], field="other")
     shifted = [np.where(m > 0, m + 1, 0).astype(np.uint8) for m in davis_label_maps[:4]]
-    _write(dataset, sample, shifted)  # shorter, no _seg
+    _write(dataset, sample, shifted)  # frames 1-4 only, no _seg
     stored = _stored_maps(dataset)
-    assert len(stored) == 4 and all(np.array_equal(a, b) for a, b in zip(stored, shifted))
+    expected = shifted + davis_label_maps[4:10]  # frames 5-10 were not recomputed: they keep their labels
+    assert len(stored) == 10 and all(np.array_equal(a, b) for a, b in zip(stored, expected))
     sample.reload()
-    assert all(frame["masks_seg"] is None for _, frame in sample.frames.items())
+    assert [frame["masks_seg"] is None for _, frame in sample.frames.items()] == [True] * 4 + [False] * 6
     assert len(_stored_maps(dataset, "other")) == 10
 
 
@@ -209,8 +210,10 @@ def test_writer_killed_while_staging_leaves_previous_contents(video_sample, davi
     assert [entry["state"] for entry in handled] == ["staging"]
     assert foo.get_db_conn()[staging.STAGED_COLLECTION].count_documents({}) == 0
     assert len(_stored_maps(dataset)) == 6
-    _write(dataset, sample, davis_label_maps[:2])
-    assert len(_stored_maps(dataset)) == 2
+    shifted = [np.where(m > 0, m + 1, 0).astype(np.uint8) for m in davis_label_maps[:2]]
+    _write(dataset, sample, shifted)
+    stored = _stored_maps(dataset)  # frames 3-6 were not rewritten: they keep their labels
+    assert len(stored) == 6 and all(np.array_equal(a, b) for a, b in zip(stored, shifted + davis_label_maps[2:6]))
 
 
 def test_writer_killed_while_committing_is_completed_by_recovery(video_sample, davis_label_maps):

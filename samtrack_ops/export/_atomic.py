@@ -50,22 +50,42 @@ def atomic_directory(export_dir, overwrite=False):
         overwrite: replace an existing ``export_dir`` (only once the new export is complete)
 
     Raises:
-        ExportError: ``export_dir`` exists and ``overwrite`` is False, or it is a file
+        ExportError: ``export_dir`` exists and ``overwrite`` is False, or it is a file, or a folder above
+            it is a file, or the file system refuses a write (read-only, full, no permission)
     """
     target = pathlib.Path(export_dir).expanduser().resolve()
     if target.exists() and not (overwrite and target.is_dir()):
         raise ExportError(
             f"{target} already exists: choose another directory or pass overwrite=True to replace it"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    staging.chmod(0o777 & ~_umask())
+    blocking = next((folder for folder in target.parents if folder.exists() and not folder.is_dir()), None)
+    if blocking is not None:
+        raise ExportError(f"cannot export to {target}: {blocking} is a file, not a folder; choose another directory")
+    with _refused_writes(target, "creating the export folder in"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
-        yield staging
-        _replace(staging, target)
+        with _refused_writes(target, "writing the export into"):
+            staging.chmod(0o777 & ~_umask())
+            yield staging
+            _replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def _refused_writes(target, step):
+    """Turns an OSError of the file system into an :class:`ExportError` naming the export, not the internal
+    hidden folder."""
+    try:
+        yield
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise ExportError(
+            f"cannot export to {target}: {step} {target.parent} failed ({reason}); choose a directory on a "
+            "writable disk with enough free space"
+        ) from error
 
 
 def _umask():

@@ -15,7 +15,7 @@ import numpy as np
 import fiftyone as fo
 
 from samtrack_ops.export._atomic import ExportError, safe_name
-from samtrack_ops.fiftyone.storage import detection_region
+from samtrack_ops.fiftyone.storage import detection_mask
 
 
 class ExportVideo(NamedTuple):
@@ -99,15 +99,12 @@ def frame_file_name(frame_number, extension):
 
 def object_masks(detections, frame_size):
     """Returns ``[(detection, HxW uint8 0/1 mask in Fortran order)]`` for the detections with a track
-    ``index`` and a mask (Fortran order is what COCO run-length encoding reads)."""
+    ``index`` and a mask, placed as FiftyOne places them (``storage.detection_mask``); Fortran order is
+    what COCO run-length encoding reads."""
     if detections is None:
         return []
-    pairs = []
-    for detection in detections.detections:
-        if detection.index is None or detection.mask is None:
-            continue
-        rows, cols, crop = detection_region(detection, frame_size)
-        mask = np.zeros(frame_size, dtype=np.uint8, order="F")
-        mask[rows, cols][crop] = 1
-        pairs.append((detection, mask))
-    return pairs
+    return [
+        (detection, np.asfortranarray(detection_mask(detection, frame_size), dtype=np.uint8))
+        for detection in detections.detections
+        if detection.index is not None and detection.has_mask
+    ]

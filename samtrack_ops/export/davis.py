@@ -15,9 +15,10 @@ Import reads ``JPEGImages/<resolution>/<sequence>/*.jpg`` and ``Annotations/<res
 (matched by file stem; frames without a PNG get no labels). Masks are either DAVIS 2016 binary masks
 (any non-zero pixel is object 1) or DAVIS 2017 indexed masks (pixel value = object ID, 255 = void, read
 as background); ``annotation_format="auto"`` picks indexed for palette ('P') PNGs and binary otherwise.
-Each sequence becomes an H.264 mp4 (ffmpeg) in ``videos_dir`` so FiftyOne and its App get real videos;
-ground truth goes to ``frames.<label_field>`` (``fo.Detections`` with ``index`` = object ID) and
-``frames.<label_field>_seg`` (``fo.Segmentation``, the label map).
+Each sequence becomes an H.264 mp4 (ffmpeg, yuv420p) in ``videos_dir`` so FiftyOne and its App get real
+videos; frames with an odd side get one black row/column at the bottom/right (browsers need even sizes)
+and their masks are padded alike with background. Ground truth goes to ``frames.<label_field>``
+(``fo.Detections`` with ``index`` = object ID) and ``frames.<label_field>_seg`` (``fo.Segmentation``, the label map).
 """
 
 import pathlib
@@ -29,7 +30,7 @@ import fiftyone as fo
 
 from samtrack_ops.export._atomic import ExportError, atomic_directory, inside, safe_name
 from samtrack_ops.export._frames import check_tracked_field, frame_file_name, iter_frames, iter_videos
-from samtrack_ops.export._mp4 import write_mp4
+from samtrack_ops.export._mp4 import pad_to_even, write_mp4
 from samtrack_ops.export._records import DEFAULT_LABEL, write_image, write_json
 from samtrack_ops.fiftyone.storage import (
     detections_to_label_map,
@@ -189,6 +190,7 @@ def _sequence_sample(images_folder, annotations_folder, video_path, label_field,
     write_mp4(_read_frames(image_paths), video_path)
     sample = fo.Sample(filepath=str(video_path), metadata=fo.VideoMetadata.build_for(str(video_path)))
     for frame_number, label_map in label_maps.items():
+        label_map = pad_to_even(label_map)
         sample.frames[frame_number][label_field] = label_map_to_detections(label_map)
         sample.frames[frame_number][f"{label_field}_seg"] = label_map_to_segmentation(label_map)
     return sample

@@ -11,7 +11,9 @@ first of them is the reference frame), then records:
   ``results.metrics()`` averages over all objects of all videos, as the official DAVIS script does.
 
 Fields may hold ``fo.Detections`` (label map painted from masks and ``index``) or ``fo.Segmentation``
-(the mask is the label map). Everything is validated and computed before anything is written.
+(the mask is the label map). Label maps reach ``evaluate_davis`` unchanged, so the official DAVIS rules hold
+for both: 255 (a ``Segmentation`` value or a detection with ``index=255``) is void, and the objects are
+1..N, N the largest ID on the reference frame, whether or not each appears there. Everything is validated and computed before anything is written.
 """
 
 import cv2

@@ -17,6 +17,7 @@ Field paths may be given with or without the ``frames.`` prefix.
 
 import base64
 import io
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -24,7 +25,9 @@ import numpy as np
 
 import fiftyone as fo
 
+from samtrack_ops.fiftyone.storage import detection_mask
 from samtrack_ops.prompts import Box, Click, Mask, PromptError, Stroke, Text
+from samtrack_ops.video import VideoError, VideoWarning, decoded_frame_size
 
 NEGATIVE_LABEL = "negative"
 POSITIVE_ATTRIBUTE = "positive"
@@ -70,12 +73,29 @@ def _frame_field(name):
 
 
 def frame_size(sample):
-    """``(H, W)`` of a video sample, computing its metadata when missing."""
-    if sample.metadata is None or sample.metadata.frame_height is None:
-        sample.compute_metadata()
-    if sample.metadata is None or sample.metadata.frame_height is None:
-        raise PromptError(f"cannot read the frame size of {sample.filepath}; is it a readable video?")
-    return sample.metadata.frame_height, sample.metadata.frame_width
+    """``(H, W)`` of a video sample's decoded frames (what tracking sees; a rotation tag is applied).
+
+    FiftyOne's metadata stores the stream's unrotated size: when it disagrees (a phone clip's rotation tag,
+    or stale metadata) a ``VideoWarning`` says so and the decoded size is used.
+    """
+    try:
+        size = tuple(decoded_frame_size(sample.filepath))
+    except VideoError as error:
+        raise PromptError(f"cannot read the frame size of {sample.filepath}: {error}") from None
+    if sample.metadata is None:
+        sample.compute_metadata()  # frame count and rate, for progress and the App
+    metadata = sample.metadata
+    stated = (getattr(metadata, "frame_height", None), getattr(metadata, "frame_width", None))
+    if all(stated) and stated != size:
+        rotated = stated == size[::-1]
+        warnings.warn(
+            f"video {sample.filepath}: FiftyOne metadata says {stated[1]}x{stated[0]} (WxH) but its frames decode "
+            f"as {size[1]}x{size[0]}{' (the file carries a rotation tag)' if rotated else ''}; samtrack uses the "
+            "decoded size, so relative coordinates refer to the frames as decoded and shown",
+            VideoWarning,
+            stacklevel=2,
+        )
+    return size
 
 
 def prompts_from_fields(sample, field_prompts):
@@ -133,21 +153,13 @@ def _clicks(keypoints, frame, scale, _):
 def _boxes_and_masks(detections, frame, scale, frame_hw):
     prompts = []
     for detection in detections.detections:
+        if detection.has_mask:
+            prompts.append(Mask(frame=frame, mask=detection_mask(detection, frame_hw), label=detection.label))
+            continue
         x, y, w, h = detection.bounding_box
         x0, y0, x1, y1 = x * scale[0], y * scale[1], (x + w) * scale[0], (y + h) * scale[1]
-        if detection.mask is None:
-            prompts.append(Box(frame=frame, box_xyxy=[x0, y0, x1, y1], label=detection.label))
-        else:
-            prompts.append(Mask(frame=frame, mask=_paste(detection.mask, x0, y0, frame_hw), label=detection.label))
+        prompts.append(Box(frame=frame, box_xyxy=[x0, y0, x1, y1], label=detection.label))
     return prompts
-
-
-def _paste(mask, x0, y0, frame_hw):
-    full = np.zeros(frame_hw, dtype=bool)
-    top, left = int(round(y0)), int(round(x0))
-    region = full[top : top + mask.shape[0], left : left + mask.shape[1]]
-    region[...] = np.asarray(mask, dtype=bool)[: region.shape[0], : region.shape[1]]
-    return full
 
 
 def _strokes(polylines, frame, scale, _):

@@ -297,3 +297,36 @@ def test_wrong_architecture_is_refused(state_dict, tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="truncated"):
         load_tracker("r50_deaotl", truncated, device="cpu")
+
+
+# --- dtype -------------------------------------------------------------------------------------------
+
+
+def test_float64_tracker_computes_in_float64_and_agrees_with_float32(state_dict, network):
+    """Everything the float64 tracker makes is float64 (a float32 tensor anywhere would raise in the
+    float64 convolutions or leave float32 logits / memory); its labels match float32 away from ties."""
+    tracker64 = load_tracker("r50_deaotl", state_dict, device="cpu", dtype=torch.float64)
+    assert tracker64.dtype == torch.float64
+    assert all(value.dtype == torch.float64 for value in tracker64.network.state_dict().values()
+               if value.is_floating_point())
+    clip, reference = frames(3), boxes([1, 2, 3])
+    tracker32 = Tracker(network)
+    for tracker in (tracker32, tracker64):
+        tracker.add_reference(clip[0], reference)
+    for frame in clip[1:]:
+        labels32, logits32 = tracker32.track(frame, return_logits=True)
+        labels64, logits64 = tracker64.track(frame, return_logits=True)
+        assert logits64.dtype == torch.float64 and logits32.dtype == torch.float32
+        assert all(logits.dtype == torch.float64 for logits in tracker64.last_group_logits)
+        assert (logits64.double() - logits32.double()).abs().max() < 1e-2
+        upsampled = F.interpolate(logits64[None], size=SMALL, mode="bilinear", align_corners=True)[0]
+        top2 = upsampled.topk(2, dim=0).values
+        near_tie = (top2[0] - top2[1]).numpy() < 2e-2
+        assert np.array_equal(labels32[~near_tie], labels64[~near_tie])
+    assert tracker64.memory_bytes == 2 * tracker32.memory_bytes
+    assert tracker64.last_lstt_outputs[0].dtype == torch.float64
+
+
+def test_unsupported_dtype_is_refused(state_dict):
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        load_tracker("r50_deaotl", state_dict, device="cpu", dtype=torch.float16)

@@ -7,8 +7,13 @@
   fresh tracker (also with a ``module.`` prefix) and gives identical outputs; a checkpoint of another
   variant is refused with an error naming the file.
 - DeAOT-T tracks two frames end to end.
+- Every variant runs in float64 (MobileNetV2 and Swin-B encoders included) and agrees with float32.
+
+Nothing here compares numbers made on another machine: names and shapes come from the reference,
+and every numerical comparison is between two runs in the same process.
 """
 
+import copy
 import json
 import math
 import pathlib
@@ -160,3 +165,19 @@ def test_deaott_tracks_two_frames(networks):
         assert tuple(logits.shape) == (config.num_identities, 61, 109)
         assert set(np.unique(labels)) <= {0, 1, 2, 3}
         assert torch.isfinite(logits[:4]).all()
+
+
+@pytest.mark.parametrize("name", OTHER_VARIANTS)
+def test_float64_variant_tracks_in_float64_and_agrees_with_float32(name, networks):
+    network32 = networks(name)
+    network64 = copy.deepcopy(network32).to(torch.float64)
+    frames = moving_square_frames(3, (64, 96))
+    for (labels32, logits32), (labels64, logits64) in zip(track(Tracker(network32), frames),
+                                                          track(Tracker(network64), frames)):
+        assert logits32.dtype == torch.float32 and logits64.dtype == torch.float64
+        assert (logits64[:4] - logits32[:4].double()).abs().max() < 1e-3
+        upsampled = torch.nn.functional.interpolate(logits64[None, :4], size=(64, 96), mode="bilinear",
+                                                    align_corners=get_config(name).align_corners)[0]
+        top2 = upsampled.topk(2, dim=0).values
+        decided = (top2[0] - top2[1]).numpy() >= 2e-3
+        np.testing.assert_array_equal(labels32[decided], labels64[decided])

@@ -18,7 +18,8 @@ import torch
 
 from samtrack_ops.tracker.config import MAX_OBJECTS_PER_ENGINE
 
-_MASKED_LOGIT = {torch.float32: -1e10, torch.float16: -1e4, torch.bfloat16: -1e4}
+# Logit of unused identities, per network dtype (the reference: -1e10 at full precision, -1e4 in half).
+_MASKED_LOGIT = {torch.float64: -1e10, torch.float32: -1e10, torch.float16: -1e4, torch.bfloat16: -1e4}
 
 
 def _prepend_frame(long_term, frame_memory, frame_tokens, max_frames):
@@ -31,10 +32,10 @@ def _prepend_frame(long_term, frame_memory, frame_tokens, max_frames):
     return updated
 
 
-def one_hot(label_map, channels):
-    """label_map: (H, W) int64 tensor -> (1, channels, H, W) float one-hot (channel c = label == c)."""
+def one_hot(label_map, channels, dtype):
+    """label_map: (H, W) int64 tensor -> (1, channels, H, W) one-hot in dtype (channel c = label == c)."""
     classes = torch.arange(channels, device=label_map.device).view(-1, 1, 1)
-    return (label_map.unsqueeze(0) == classes).float().unsqueeze(0)
+    return (label_map.unsqueeze(0) == classes).to(dtype).unsqueeze(0)
 
 
 class ObjectGroupEngine:
@@ -68,7 +69,7 @@ class ObjectGroupEngine:
 
     def _id_embedding(self, label_map):
         channels = min(int(label_map.max()), MAX_OBJECTS_PER_ENGINE) + 1
-        return self.network.identity_embedding(one_hot(label_map, channels))
+        return self.network.identity_embedding(one_hot(label_map, channels, self.network.dtype))
 
     def add_reference(self, tokens, size_2d, label_map, object_count):
         """Reference pass: tokens (1, L, C) of the frame, label_map (H', W') int64 at input size."""

@@ -43,6 +43,11 @@ class DeAOTNetwork(nn.Module):
             self.patch_wise_id_bank = nn.Conv2d(config.num_identities, dim, kernel_size=16, stride=16)
         self.id_norm = nn.LayerNorm(dim)
 
+    @property
+    def dtype(self):
+        """Floating-point dtype of the weights; every tensor the tracker feeds the network has it."""
+        return self.encoder_projector.weight.dtype
+
     def encode_image(self, image):
         """image: (B, 3, H, W) normalised -> (features [s4, s8, s16, ...], tokens (B, h*w, dim), (h, w))."""
         features = self.encoder(image)

@@ -38,6 +38,11 @@ class Tracker:
         return next(self.network.parameters()).device
 
     @property
+    def dtype(self):
+        """Floating-point dtype of the network, its inputs, memory and logits."""
+        return self.network.dtype
+
+    @property
     def object_count(self):
         """Largest object id given in any reference so far (the reference's obj_nums)."""
         return self._engine.object_count
@@ -58,12 +63,24 @@ class Tracker:
         inspection: list of (h * w, 2 * embed_dim) tensors, tokens row-major, identity half last."""
         return [engine.lstt_output[0] for engine in self._engine.engines]
 
+    @property
+    def last_group_logits(self):
+        """Logits of the last tracked frame per object group, for inspection: list of
+        (11, H'/4, W'/4) tensors (identities above the group's object count hold -1e10)."""
+        return [logits[0] for logits in self._last_group_logits]
+
+    @property
+    def group_object_counts(self):
+        """Object count of each group of at most 10 objects (ids 10 g + 1 .. 10 g + count)."""
+        return split_object_count(self.object_count, len(self._engine.engines))
+
     def reset(self):
         """Forgets all objects and memory; the next call must be add_reference."""
         self._engine = MultiObjectEngine(self.network, self.long_term_mem_gap, self.max_len_long_term)
         self._frame_size = None
         self._input_size = None
         self._last_frame = None
+        self._last_group_logits = []
 
     def _check_label_map(self, label_map, what, frame_size):
         if not isinstance(label_map, np.ndarray) or label_map.ndim != 2 or not (
@@ -106,7 +123,7 @@ class Tracker:
             self._frame_size = frame.shape[:2]
             self._input_size = network_input_size(self._frame_size, self.network.config)
         same_frame = self._last_frame is not None and np.array_equal(frame, self._last_frame)
-        image = None if same_frame else preprocess_frame(frame, self._input_size, self.device)
+        image = None if same_frame else preprocess_frame(frame, self._input_size, self.device, self.dtype)
         object_count = max(self.object_count, highest)
         self._engine.add_reference(image, self._to_input_size(label_map), object_count, same_frame)
         self._remember_frame(frame)
@@ -123,11 +140,11 @@ class Tracker:
         if not self._engine.engines:
             raise RuntimeError("No objects to track: call add_reference(frame, label_map) first.")
         self._check_frame(frame)
-        self._engine.propagate(preprocess_frame(frame, self._input_size, self.device))
+        self._engine.propagate(preprocess_frame(frame, self._input_size, self.device, self.dtype))
         self._remember_frame(frame)
-        engine_logits = self._engine.decode()
-        counts = split_object_count(self.object_count, len(engine_logits))
-        labels = label_map_from_logits(engine_logits, counts, self._frame_size, self.network.config.align_corners)
+        engine_logits = self._last_group_logits = self._engine.decode()
+        labels = label_map_from_logits(engine_logits, self.group_object_counts, self._frame_size,
+                                       self.network.config.align_corners)
         label_map = labels.cpu().numpy().astype(np.uint8 if self.object_count <= 255 else np.uint16)
         if update_memory:
             self.update_memory(label_map)
@@ -147,6 +164,9 @@ class Tracker:
         self._engine.update_memory(self._to_input_size(label_map))
 
 
+_DTYPES = (torch.float32, torch.float64)
+
+
 def _default_device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -160,14 +180,19 @@ def _state_dict_from(checkpoint):
     return {key.removeprefix("module."): value for key, value in checkpoint.items()}
 
 
-def load_tracker(name="r50_deaotl", checkpoint=None, device=None, **memory_options):
+def load_tracker(name="r50_deaotl", checkpoint=None, device=None, dtype=torch.float32, **memory_options):
     """Builds a Tracker for DeAOT variant ``name`` with official weights.
 
     checkpoint: None (the registered file, via samtrack_ops.models.resolve_checkpoint), a path, or
     an in-memory (state) dict. device: None = cuda when available, else cpu.
+    dtype: floating-point dtype of the network and of everything the tracker computes (inputs,
+    masks, memory, logits); float32 (default, fast) or float64 (reference-grade, e.g. parity checks).
+    The weights are cast after loading, so a float32 checkpoint is upcast exactly.
     memory_options: long_term_mem_gap, max_len_long_term (SAM-Track defaults: 9999 and 9999).
     Raises CheckpointError when the weights do not belong to this architecture.
     """
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(str(d) for d in _DTYPES)}, got {dtype!r}.")
     config = get_config(name)
     source = checkpoint
     if checkpoint is None:
@@ -180,5 +205,5 @@ def load_tracker(name="r50_deaotl", checkpoint=None, device=None, **memory_optio
     described = "the given state dict" if isinstance(checkpoint, dict) else (checkpoint or source)
     models.check_state_dict(state_dict, expected, described, name)
     network.load_state_dict(state_dict, strict=True)
-    network.to(device or _default_device())
+    network.to(device=device or _default_device(), dtype=dtype)
     return Tracker(network, **memory_options)

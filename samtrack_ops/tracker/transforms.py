@@ -37,22 +37,26 @@ def check_frame(frame):
         raise ValueError(f"Expected a frame as an HxWx3 uint8 RGB numpy array, got {described.strip()}.")
 
 
-def preprocess_frame(frame, input_size, device):
-    """frame: (H, W, 3) uint8 RGB -> (1, 3, H', W') float32 normalised tensor on device.
+def preprocess_frame(frame, input_size, device, dtype=torch.float32):
+    """frame: (H, W, 3) uint8 RGB -> (1, 3, H', W') normalised tensor of dtype on device.
 
-    Bicubic OpenCV resize when the size changes; normalisation in float64 as the reference does.
+    Bicubic OpenCV resize when the size changes; normalisation in float64 as the reference does, then
+    one rounding to dtype.
     """
     check_frame(frame)
     height, width = input_size
     if frame.shape[:2] != (height, width):
         frame = cv2.resize(frame, dsize=(width, height), interpolation=cv2.INTER_CUBIC)
     normalised = (frame / 255.0 - IMAGE_MEAN) / IMAGE_STD
-    tensor = torch.from_numpy(normalised.transpose(2, 0, 1).astype(np.float32))
+    tensor = torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1))).to(dtype)
     return tensor.unsqueeze(0).to(device)
 
 
 def nearest_indices(in_size, out_size):
-    """Source index of every output index under PyTorch's legacy ``nearest`` rule: (out_size,) int64."""
+    """Source index of every output index under PyTorch's legacy ``nearest`` rule: (out_size,) int64.
+
+    Only indices come out; float32 positions reproduce the reference's float32 mask interpolation.
+    """
     positions = torch.arange(in_size, dtype=torch.float32).view(1, 1, in_size)
     return F.interpolate(positions, size=out_size, mode="nearest").view(-1).long().numpy()
 

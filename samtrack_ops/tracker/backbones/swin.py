@@ -44,7 +44,7 @@ def relative_position_index(window):
     return delta_rows * (2 * window - 1) + delta_cols
 
 
-def shifted_window_mask(padded_height, padded_width, window, shift, device):
+def shifted_window_mask(padded_height, padded_width, window, shift, device, dtype):
     """(nH * nW, window^2, window^2) additive mask: 0 within a region, -100 across the regions that the
     cyclic shift by ``shift`` wraps into the last row/column of windows."""
 
@@ -53,9 +53,9 @@ def shifted_window_mask(padded_height, padded_width, window, shift, device):
         return (positions >= size - window).long() + (positions >= size - shift).long()
 
     regions = region_of(padded_height)[:, None] * 3 + region_of(padded_width)[None, :]
-    region_windows = window_partition(regions[None, :, :, None].float(), window).squeeze(-1)
+    region_windows = window_partition(regions[None, :, :, None], window).squeeze(-1)
     crosses = region_windows[:, None, :] != region_windows[:, :, None]
-    return torch.zeros(crosses.shape, device=device).masked_fill(crosses, _CROSS_REGION_LOGIT)
+    return torch.zeros(crosses.shape, dtype=dtype, device=device).masked_fill(crosses, _CROSS_REGION_LOGIT)
 
 
 class WindowAttention(nn.Module):
@@ -79,7 +79,7 @@ class WindowAttention(nn.Module):
         bias = bias.view(tokens, tokens, self.num_heads).permute(2, 0, 1)  # (heads, N, N)
         if mask is not None:
             bias = (bias[None] + mask[:, None]).repeat(count // mask.shape[0], 1, 1, 1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(out.transpose(1, 2).reshape(count, tokens, channels))
 
 
@@ -161,7 +161,7 @@ class SwinStage(nn.Module):
         """x: (B, H, W, C) -> (stage output (B, H, W, C), input of the next stage)."""
         height, width = x.shape[1:3]
         padded = (-(-height // self.window) * self.window, -(-width // self.window) * self.window)
-        shift_mask = shifted_window_mask(*padded, self.window, self.shift, x.device)
+        shift_mask = shifted_window_mask(*padded, self.window, self.shift, x.device, x.dtype)
         for block in self.blocks:
             x = block(x, shift_mask)
         return x, (x if self.downsample is None else self.downsample(x))

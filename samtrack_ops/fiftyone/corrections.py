@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 from bson import ObjectId
 
+import fiftyone as fo
 import fiftyone.core.odm as foo
 import fiftyone.core.utils as fou
 
@@ -111,7 +112,7 @@ class StoredVideo:
 
 
 def _as_detection(doc):
-    return SimpleNamespace(bounding_box=doc["bounding_box"], mask=fou.deserialize_numpy_array(doc["mask"]))
+    return fo.Detection(bounding_box=doc["bounding_box"], mask=fou.deserialize_numpy_array(doc["mask"]))
 
 
 def _is_human_edit(doc):

@@ -397,8 +397,9 @@ def _tracking_updates(dataset, run, frame_count):
     progress, then its outcome, as ``(markdown line, finished)``."""
     updates = queue.Queue()
 
-    def progress(fraction, _):
-        updates.put((f"Tracking ... frame {round(fraction * frame_count)}/{frame_count} ({fraction:.0%})", False))
+    def progress(bar):  # samtrack_ops.fiftyone.FrameProgress, after every frame and stage
+        total = bar.total or frame_count
+        updates.put((f"Tracking ... frame {bar.iteration}/{total} ({bar.iteration / total:.0%}): {bar.stage}", False))
 
     def work():
         try:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import playwright.sync_api as playwright_api
 from app_server import AppServer, chromium_context, chromium_path
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 CLIP_FRAMES = 4

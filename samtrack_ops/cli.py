@@ -422,7 +422,7 @@ def stage(message):
 
 
 def summary(samples, label_field, frames):
-    total = sum(sample.metadata.total_frame_count or 0 for sample in samples)
+    total = sum(count or 0 for count in samples.values("metadata.total_frame_count"))
     labelled = samples.count(f"frames.{label_field}")
     track_ids = samples.distinct(f"frames.{label_field}.detections.index")
     dataset = samples.dataset_name

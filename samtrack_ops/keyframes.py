@@ -110,13 +110,13 @@ class KeyFramePrompter:
             remaining = remaining[wanted:]
         if remaining:
             warnings.warn(f"{len(remaining)} lower-scoring detection(s) of frame {frame_index} dropped: track IDs "
-                          f"may not exceed max_obj_num={self.max_obj_num}", ObjectLimitWarning, stacklevel=4)
+                          f"may not exceed max_obj_num={self.registry.max_obj_num}", ObjectLimitWarning, stacklevel=4)
         return found
 
     def segment_boxes(self, frame, detections):
         """[(mask (H, W) bool, phrase, SAM score)] for the first ``max_obj_num`` Detections (best first, as the
         detector returns them; a frame cannot hold more objects) on this frame, in detection order."""
-        detections = detections[: self.max_obj_num]
+        detections = detections[: self.registry.max_obj_num]
         segmentor = self.models.segmentor
         with self.stopwatch("SAM embedding"):
             segmentor.set_frame(frame)

@@ -462,10 +462,9 @@ class ForwardPass:
                                            options.min_new_obj_iou, options.max_obj_num)
         found = np.unique(np.stack([new_objects, segments]).reshape(2, -1)[:, new_objects.ravel() != 0], axis=1)
         for object_id, segment_id in found.T.tolist():
-            if object_id < registry.next_id:  # seed_exact: the seed's highest ID again (see _first_new_id)
-                continue
-            registry.claim(object_id, index, segment_labels.get(segment_id), "discovered")
-            self.provenance[object_id] = "discovered"
+            if object_id >= registry.next_id:  # else seed_exact reuses the highest ID (see _first_new_id)
+                registry.claim(object_id, index, segment_labels.get(segment_id), "discovered")
+                self.provenance[object_id] = "discovered"
             scores[object_id] = segment_scores.get(segment_id, 1.0)
         label_map = np.where(new_objects != 0, new_objects, label_map).astype(self.run.dtype)
         return label_map, scores

@@ -290,7 +290,7 @@ def test_truncated_video_with_warn_labels_decoded_frames_and_keeps_the_others(tr
     with pytest.warns(VideoWarning, match="decodes to only 7 frames"):
         track_samples(dataset, [Mask(0, _center_mask((48, 64)), label="new")], "tracks", tracker=tiny_tracker,
                       sam_checkpoint=str(sam_vit_b_random_ckpt), download=False, on_missing_frames="warn",
-                      progress=lambda fraction, _: fractions.append(fraction))
+                      progress=lambda bar: fractions.append(bar.progress))
     stored = _stored_labels(sample)
     assert all(stored[n] in (["new"], []) for n in range(1, 8)) and stored[1] == ["new"]
     assert [stored[n] for n in range(8, 16)] == [[f"previous-{n}"] for n in range(8, 16)]

@@ -131,8 +131,9 @@ def _track_video(dataset, sample, prompts, label_field, mode, options, store_seg
     source = open_frames(sample.filepath)
     source.expect(total, "its FiftyOne metadata (total_frame_count)")
     results = segment_and_track(source, prompts, mode, on_stage=bar.set_stage, **options)
+    expected = frames_to_track(sample, options)  # a video decoding more frames than promised stays at 100%
     return write_results(dataset, sample.id, results, field_types, label_field, seg_field,
-                         lambda frames: bar.update(), operation_id, record)
+                         lambda frames: bar.update() if frames <= expected else None, operation_id, record)
 
 
 def write_results(dataset, sample_id, results, field_types, label_field, seg_field=None, report=None,

@@ -27,6 +27,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import _required
 from samtrack_ops.tracker import Tracker, load_tracker
 
 DATA_DIR = pathlib.Path(__file__).parent / "data" / "deaot_parity_f64"
@@ -49,10 +50,7 @@ SCENARIOS = ("multi", "incremental", "many_objects", "long_memory")
 
 @pytest.fixture(scope="module")
 def fixture_dir(shared_dir):
-    folder = shared_dir / "fixtures" / "deaot_parity"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is absent")
-    return folder
+    return _required(shared_dir / "fixtures" / "deaot_parity")
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ PLOT_HEIGHT = 320
 TRACK_FROM_PANEL_URI = "@samtrack/samtrack/track_from_panel"
 CLICK_MODES = {"positive": "Positive point", "negative": "Negative point", "box": "Box (two corners)"}
 MODEL_SETTINGS = ("sam_model", "tracker_model", "device", "sam_checkpoint", "tracker_checkpoint")
-TRACKER_MODELS = tuple(name for name, entry in models.CHECKPOINTS.items() if entry.family == "deaot")
+TRACKER_MODELS = models.TRACKER_MODELS
 USER_ERRORS = (PromptError, ValueError, models.CheckpointError)
 
 

@@ -29,8 +29,7 @@ TARGETS = {
     "CURRENT_VIEW": "Current view",
     "DATASET": "Whole dataset",
 }
-SAM_MODELS = ("vit_b", "vit_l", "vit_h")
-TRACKER_MODELS = tuple(name for name, entry in models.CHECKPOINTS.items() if entry.family == "deaot")
+SAM_MODELS, TRACKER_MODELS, DETECTOR_MODELS = models.SAM_MODELS, models.TRACKER_MODELS, models.DETECTOR_MODELS
 DEVICES = ("auto", "cpu", "cuda")
 _DEFAULTS = PipelineOptions()
 NUMERIC_OPTIONS = {  # name: (type, default, description)
@@ -40,7 +39,6 @@ NUMERIC_OPTIONS = {  # name: (type, default, description)
     "min_new_obj_iou": (float, _DEFAULTS.min_new_obj_iou,
                         "automatic / fusion: share of a segment that must be untracked for a new object"),
 }
-DETECTOR_MODELS = tuple(name for name, entry in models.CHECKPOINTS.items() if entry.family == "groundingdino")
 ADVANCED_OPTIONS = {  # name: (type, description); shown under "Show advanced options", empty = the default
     "box_threshold": (float, "Grounding-DINO: smallest box score to keep a detection"),
     "text_threshold": (float, "Grounding-DINO: smallest word score to name a detection"),

@@ -37,9 +37,7 @@ from samtrack_ops.prompts import Box, Click, PromptError, Text
 EXIT_BAD_INPUT = 2
 DEMO_ZOO_DATASET = "quickstart-video"
 LOCAL_DEMO_HINT = "../shared/data/blackswan.mp4"
-SAM_MODELS = ("vit_b", "vit_l", "vit_h")
-TRACKER_MODELS = tuple(name for name, entry in models.CHECKPOINTS.items() if entry.family == "deaot")
-DETECTOR_MODELS = tuple(name for name, entry in models.CHECKPOINTS.items() if entry.family == "groundingdino")
+SAM_MODELS, TRACKER_MODELS, DETECTOR_MODELS = models.SAM_MODELS, models.TRACKER_MODELS, models.DETECTOR_MODELS
 DEVICE_TYPES = ("cpu", "cuda")
 
 

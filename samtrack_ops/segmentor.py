@@ -35,7 +35,7 @@ from samtrack_ops import models
 from samtrack_ops.prompts import Box, Click, Mask, PromptError, Stroke
 from samtrack_ops.video import check_frame
 
-SAM_MODELS = ("vit_b", "vit_l", "vit_h")
+SAM_MODELS = models.SAM_MODELS
 
 SEED_GENERATOR_OPTIONS = {
     "points_per_side": 16,

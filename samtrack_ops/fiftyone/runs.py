@@ -18,12 +18,12 @@ from samtrack_ops.fiftyone.records import is_done, run_key, save_run_record, vid
 from samtrack_ops.fiftyone.recovery import recover
 from samtrack_ops.fiftyone.storage import frame_documents
 from samtrack_ops.fiftyone.review import store_video_summaries
+from samtrack_ops.pipeline import MODES
 from samtrack_ops.prompts import PromptError
 from samtrack_ops.signals import QualityMonitor
 from samtrack_ops.video import open_frames
 
 TRACK_OPERATOR_URI = "@samtrack/samtrack/track_objects"
-MODES = ("interactive", "automatic", "fusion")
 
 
 def check_label_field(label_field):

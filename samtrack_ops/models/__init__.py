@@ -17,14 +17,15 @@ Run ``python -m samtrack_ops.models`` to print the registry with what is present
 from samtrack_ops.models.download import download_checkpoint
 from samtrack_ops.models.errors import CheckpointError, MissingCheckpointError
 from samtrack_ops.models.loading import UNSAFE_PICKLE_ENV, check_state_dict, load_checkpoint, resolve_device
-from samtrack_ops.models.registry import (CACHE_DIR_ENV, CHECKPOINT_OPTIONS, CHECKPOINTS, CheckpointEntry,
-                                          cache_dir, get_entry, list_checkpoints, missing_checkpoint_message)
+from samtrack_ops.models.registry import (CACHE_DIR_ENV, CHECKPOINT_OPTIONS, CHECKPOINTS, DETECTOR_MODELS,
+                                          SAM_MODELS, TRACKER_MODELS, CheckpointEntry, cache_dir, get_entry, list_checkpoints, missing_checkpoint_message)
 from samtrack_ops.models.resolve import resolve_checkpoint
 from samtrack_ops.models.text_encoder import DEFAULT_TEXT_ENCODER, TEXT_ENCODER_ENV, resolve_text_encoder
 from samtrack_ops.models.verify import VERIFIED_HASHES_FILE, sha256_of, verify_file
 
 __all__ = [
-    "CACHE_DIR_ENV", "CHECKPOINT_OPTIONS", "CHECKPOINTS", "CheckpointEntry", "CheckpointError",
+    "CACHE_DIR_ENV", "CHECKPOINT_OPTIONS", "CHECKPOINTS", "CheckpointEntry", "CheckpointError", "DETECTOR_MODELS",
+    "SAM_MODELS", "TRACKER_MODELS",
     "DEFAULT_TEXT_ENCODER", "MissingCheckpointError", "TEXT_ENCODER_ENV", "UNSAFE_PICKLE_ENV",
     "VERIFIED_HASHES_FILE", "cache_dir", "check_state_dict", "download_checkpoint", "get_entry",
     "list_checkpoints", "load_checkpoint", "missing_checkpoint_message", "resolve_checkpoint",

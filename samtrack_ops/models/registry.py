@@ -92,6 +92,12 @@ CHECKPOINTS = {
 }
 
 
+def names_of(family, prefix=""):
+    """Model names of one family in registry order, without ``prefix`` (``names_of("sam", "sam_")`` ->
+    ("vit_b", "vit_l", "vit_h"), the ``sam_model`` option's values)."""
+    return tuple(name.removeprefix(prefix) for name, entry in CHECKPOINTS.items() if entry.family == family)
+
+
 def get_entry(name):
     """The registry entry called ``name``; ValueError listing the valid names otherwise."""
     if name not in CHECKPOINTS:
@@ -136,3 +142,8 @@ def missing_checkpoint_message(entry, target, reason):
         f"  put it at: {target}  (the cache folder; env {CACHE_DIR_ENV} moves it)\n"
         f"  or point at an existing copy with {option}=PATH (CLI: {flag} PATH)."
     )
+
+
+SAM_MODELS = names_of("sam", "sam_")  # values of the sam_model option
+TRACKER_MODELS = names_of("deaot")  # values of the tracker_model option
+DETECTOR_MODELS = names_of("groundingdino")  # values of the detector_model option

@@ -167,10 +167,6 @@ class Tracker:
 _DTYPES = (torch.float32, torch.float64)
 
 
-def _default_device():
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _state_dict_from(checkpoint):
     """The model weights inside an official DeAOT checkpoint dict, without a ``module.`` prefix."""
     for key in ("state_dict", "model"):
@@ -205,5 +201,5 @@ def load_tracker(name="r50_deaotl", checkpoint=None, device=None, dtype=torch.fl
     described = "the given state dict" if isinstance(checkpoint, dict) else (checkpoint or source)
     models.check_state_dict(state_dict, expected, described, name)
     network.load_state_dict(state_dict, strict=True)
-    network.to(device=device or _default_device(), dtype=dtype)
+    network.to(device=models.resolve_device(device), dtype=dtype)
     return Tracker(network, **memory_options)

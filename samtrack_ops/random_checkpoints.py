@@ -72,22 +72,13 @@ def write_random_tracker(path, name="r50_deaotl", seed=0):
     return Path(path)
 
 
-def build_groundingdino(config_name, text_encoder_dir):
-    """The Grounding-DINO model of ``config_name`` (e.g. "GroundingDINO_SwinT_OGC.py"), random weights."""
-    import groundingdino
-    from groundingdino.models import build_model
-    from groundingdino.util.slconfig import SLConfig
+def write_random_groundingdino(path, text_encoder_dir, detector_model="groundingdino_swint_ogc", seed=0):
+    """Saves ``{"model": state_dict}`` of a random Grounding-DINO ``detector_model`` (a registry name) using
+    the BERT in ``text_encoder_dir``."""
+    from samtrack_ops.detector import build_groundingdino
 
-    args = SLConfig.fromfile(str(Path(groundingdino.__file__).parent / "config" / config_name))
-    args.text_encoder_type = str(text_encoder_dir)
-    args.device = "cpu"
-    return build_model(args)
-
-
-def write_random_groundingdino(path, text_encoder_dir, config_name="GroundingDINO_SwinT_OGC.py", seed=0):
-    """Saves ``{"model": state_dict}`` of a random Grounding-DINO using the BERT in ``text_encoder_dir``."""
     torch.manual_seed(seed)
-    torch.save({"model": build_groundingdino(config_name, text_encoder_dir).state_dict()}, path)
+    torch.save({"model": build_groundingdino(detector_model, text_encoder_dir).state_dict()}, path)
     return Path(path)
 
 
@@ -109,5 +100,5 @@ def write_random_checkpoints(folder, names):
             written[name] = write_random_tracker(target, entry.architecture)
         else:
             written.setdefault("text_encoder", write_tiny_bert(folder / "tiny_bert"))
-            written[name] = write_random_groundingdino(target, written["text_encoder"], entry.groundingdino_config)
+            written[name] = write_random_groundingdino(target, written["text_encoder"], name)
     return written

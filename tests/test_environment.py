@@ -79,11 +79,11 @@ def test_random_tracker_checkpoint_matches_official_layout(tmp_path, r50_deaotl_
 
 
 def test_random_groundingdino_checkpoint_has_official_layout(groundingdino_random_ckpt, tiny_bert_dir):
-    from samtrack_ops.random_checkpoints import build_groundingdino
+    from samtrack_ops.detector import build_groundingdino
 
     checkpoint = models.load_checkpoint(groundingdino_random_ckpt)
     assert list(checkpoint) == ["model"]
-    model = build_groundingdino("GroundingDINO_SwinT_OGC.py", tiny_bert_dir)
+    model = build_groundingdino("groundingdino_swint_ogc", tiny_bert_dir)
     model.load_state_dict(checkpoint["model"])
     assert any(key.startswith("backbone.0.layers") for key in checkpoint["model"])  # Swin-T trunk
     assert checkpoint["model"]["feat_map.weight"].shape == (256, 32)  # text branch sized for the tiny BERT

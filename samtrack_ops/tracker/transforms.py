@@ -5,6 +5,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from samtrack_ops.video import check_frame
+
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
 
@@ -28,13 +30,6 @@ def _snap(side, stride, offset):
     if (side - offset) % stride == 0:
         return side
     return int(np.around((side - offset) / stride) * stride + offset)
-
-
-def check_frame(frame):
-    """Raises ValueError unless frame is an HxWx3 uint8 array."""
-    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        described = f"{type(frame).__name__} {getattr(frame, 'shape', '')} {getattr(frame, 'dtype', '')}"
-        raise ValueError(f"Expected a frame as an HxWx3 uint8 RGB numpy array, got {described.strip()}.")
 
 
 def preprocess_frame(frame, input_size, device, dtype=torch.float32):

@@ -16,14 +16,15 @@ for both: 255 (a ``Segmentation`` value or a detection with ``index=255``) is vo
 1..N, N the largest ID on the reference frame, whether or not each appears there. Everything is validated and computed before anything is written.
 """
 
-import cv2
 import numpy as np
 
 import fiftyone as fo
 import fiftyone.utils.eval.base as foeb
 
 from samtrack_ops.evaluation import METRIC_KEYS, EvaluationError, evaluate_davis
+from samtrack_ops.fiftyone.prompts import frame_size
 from samtrack_ops.fiftyone.storage import detections_to_label_map
+from samtrack_ops.prompts import PromptError
 
 LABEL_TYPES = (fo.Detections, fo.Segmentation)
 SAMPLE_METRICS = {"J": "J_mean", "F": "F_mean", "JF": "JF_mean"}
@@ -122,16 +123,12 @@ def _check_eval_key(samples, eval_key, overwrite):
 
 
 def _frame_size(sample):
-    """(H, W) of a video sample: from its metadata, else read from the file without writing metadata."""
-    metadata = sample.metadata
-    if metadata is not None and metadata.frame_height:
-        return metadata.frame_height, metadata.frame_width
-    capture = cv2.VideoCapture(sample.filepath)
-    size = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-    capture.release()
-    if not all(size):
-        raise EvaluationError(f"cannot read the frame size of {sample.filepath}: run compute_metadata()")
-    return size
+    """(H, W) of a video sample's decoded frames (:func:`~samtrack_ops.fiftyone.prompts.frame_size`: the size
+    tracking used, a rotation tag applied), as an EvaluationError when the video cannot be read."""
+    try:
+        return frame_size(sample)
+    except PromptError as error:
+        raise EvaluationError(str(error)) from None
 
 
 def _label_map(label, frame_size):

@@ -20,12 +20,12 @@ import torch
 from PIL import Image
 
 from samtrack_ops import models
+from samtrack_ops.tracker.transforms import IMAGE_MEAN as IMAGENET_MEAN  # the ImageNet statistics both models use
+from samtrack_ops.tracker.transforms import IMAGE_STD as IMAGENET_STD
 from samtrack_ops.video import check_frame
 
 SHORTER_SIDE = 800
 MAX_SIDE = 1333
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 KNOWN_EXTRA_KEYS = ("label_enc.weight", "bert.embeddings.position_ids")
 """Keys of the official checkpoints that the inference model does not have (a training-time label embedding and

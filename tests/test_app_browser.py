@@ -25,6 +25,9 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 CLIP_FRAMES = 4
 LOAD_TIMEOUT_MS = 90_000
 RUN_TIMEOUT_MS = 300_000  # random-weight SAM ViT-B + DeAOT on a loaded 2-core CPU
+# expect() assertions wait on the App's state as long as page loads may take (its 5 s default failed on a
+# loaded machine while the form was still validating)
+playwright_api.expect.set_options(timeout=LOAD_TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")

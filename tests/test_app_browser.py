@@ -124,15 +124,21 @@ def _wait_until_drawn(locator, attempts=40):
     raise AssertionError(f"{locator} kept changing over {attempts} screenshots")
 
 
+def _open_track_form_with_a_click(page):
+    """Opens track_objects from the operator browser and adds one (empty) click; returns the form."""
+    page.keyboard.press("`")
+    page.get_by_placeholder("Search operations by name...").fill("segment and track")
+    page.get_by_text("samtrack: segment and track objects").first.click()
+    form = page.locator("form")
+    form.get_by_text("Key frame number (first frame = 1)").wait_for()
+    page.get_by_role("button", name="Add clicks").click()
+    return form
+
+
 def test_form_names_the_empty_field_next_to_the_prompts(page, app_server):
     """An empty x of a click: the message names the click and the field, under the prompts (not a raw 'x')."""
     with screenshot_on_failure(page, app_server, "form_empty_field"):
-        page.keyboard.press("`")
-        page.get_by_placeholder("Search operations by name...").fill("segment and track")
-        page.get_by_text("samtrack: segment and track objects").first.click()
-        form = page.locator("form")
-        form.get_by_text("Key frame number (first frame = 1)").wait_for()
-        page.get_by_role("button", name="Add clicks").click()
+        form = _open_track_form_with_a_click(page)
         _input(form, "y (pixels)").press_sequentially("131")
         message = form.get_by_text("Click 1: 'x (pixels)' is empty")
         message.wait_for()
@@ -152,12 +158,7 @@ def test_form_names_the_empty_field_next_to_the_prompts(page, app_server):
 def test_track_objects_form(page, app_server, browser_dataset, sam_vit_b_random_ckpt, r50_deaotl_ckpt):
     """Operator browser -> track_objects -> typed click prompt -> Execute -> a new frame field in the App."""
     with screenshot_on_failure(page, app_server, "track_objects_form"):
-        page.keyboard.press("`")
-        page.get_by_placeholder("Search operations by name...").fill("segment and track")
-        page.get_by_text("samtrack: segment and track objects").first.click()
-        form = page.locator("form")
-        form.get_by_text("Key frame number (first frame = 1)").wait_for()
-        page.get_by_role("button", name="Add clicks").click()
+        form = _open_track_form_with_a_click(page)
         _input(form, "x (pixels)").press_sequentially("264")
         _input(form, "y (pixels)").press_sequentially("131")
         _input(form, "sam_checkpoint").fill(str(sam_vit_b_random_ckpt))

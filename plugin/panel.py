@@ -29,11 +29,11 @@ from samtrack_ops.prompts import Box, Click, PromptError
 from samtrack_ops.segmentor import SAM_MODELS, load_segmentor
 
 from . import frame_canvas
+from .frame_panel import FramePanel
 
 MAX_LISTED_VIDEOS = 200
 PLOT_HEIGHT = 320
 TRACK_FROM_PANEL_URI = "@samtrack/samtrack/track_from_panel"
-CLICK_MODES = {"positive": "Positive point", "negative": "Negative point", "box": "Box (two corners)"}
 MODEL_SETTINGS = ("sam_model", "tracker_model", "device", "sam_checkpoint", "tracker_checkpoint")
 TRACKER_MODELS = models.TRACKER_MODELS
 USER_ERRORS = (PromptError, ValueError, models.CheckpointError)
@@ -84,7 +84,7 @@ def frame_count(sample):
     return metadata.total_frame_count
 
 
-class ClickPromptPanel(foo.Panel):
+class ClickPromptPanel(FramePanel, foo.Panel):
     @property
     def config(self):
         return foo.PanelConfig(
@@ -113,23 +113,10 @@ class ClickPromptPanel(foo.Panel):
     def select_sample(self, ctx):
         self._show_sample(ctx, ctx.params["value"])
 
-    def select_frame(self, ctx):
-        ctx.panel.set_state("frame_number", ctx.params["value"])
-        self._clear_drawing(ctx)
-        self._refresh(ctx)
-
     def click_frame(self, ctx):
         """Draws the click at once and says the mask is being computed; ``compute_preview`` follows."""
-        x, y = ctx.params.get("x"), ctx.params.get("y")
-        if x is None or y is None:
+        if not self._record_click(ctx):
             return
-        mode = ctx.panel.get_state("click_mode") or "positive"
-        if mode == "box":
-            self._add_corner(ctx, [x, y])
-        else:
-            ctx.panel.set_state("box", None)
-            points = ctx.panel.get_state("points") or []
-            ctx.panel.set_state("points", points + [[x, y, int(mode == "positive")]])
         self._refresh(ctx, with_masks=False)
         self._preview_later(ctx)
 
@@ -156,8 +143,7 @@ class ClickPromptPanel(foo.Panel):
         except PromptError:
             pass  # compute_preview shows the problem
         ctx.panel.set_state("status", "Computing the mask ... (SAM)")
-        ctx.trigger(self.uri, params={"__method__": "compute_preview", "panel_id": ctx.panel_id,
-                                      "panel_state": dict(ctx.panel_state)})
+        self._call_later(ctx, "compute_preview")
 
     def add_object(self, ctx):
         drawn = self._drawn_object(ctx)
@@ -213,20 +199,6 @@ class ClickPromptPanel(foo.Panel):
         self._refresh(ctx, with_masks=False)
         self._preview_later(ctx)
 
-    def _clear_drawing(self, ctx):
-        for key in ("points", "box", "corner"):
-            ctx.panel.set_state(key, None)
-
-    def _add_corner(self, ctx, corner):
-        first = ctx.panel.get_state("corner")
-        if first is None:
-            ctx.panel.set_state("corner", corner)
-            return
-        (x0, x1), (y0, y1) = sorted([first[0], corner[0]]), sorted([first[1], corner[1]])
-        ctx.panel.set_state("box", [x0, y0, x1, y1] if x0 < x1 and y0 < y1 else None)
-        ctx.panel.set_state("points", None)
-        ctx.panel.set_state("corner", None)
-
     def _drawn_object(self, ctx):
         return {
             "label": (ctx.panel.get_state("object_name") or "").strip() or "object",
@@ -234,12 +206,6 @@ class ClickPromptPanel(foo.Panel):
             "points": ctx.panel.get_state("points") or [],
             "box": ctx.panel.get_state("box"),
         }
-
-    def _video(self, ctx):
-        sample_id = ctx.panel.get_state("sample_id")
-        if sample_id is None or ctx.dataset is None or ctx.dataset.media_type != "video":
-            return None
-        return ctx.dataset[sample_id]
 
     # ---- preview ----------------------------------------------------------------------------------
 
@@ -262,15 +228,7 @@ class ClickPromptPanel(foo.Panel):
                 status = f"**Cannot preview:** {error}"
         else:
             _prefetch_embedding(self._sam_settings(ctx), frame)
-        drawn = self._drawn_object(ctx)
-        positive = [p[:2] for p in drawn["points"] if p[2] == 1]
-        negative = [p[:2] for p in drawn["points"] if p[2] == 0]
-        image = frame_canvas.draw_overlay(
-            frame, masks, positive, negative, box=drawn["box"], corner=ctx.panel.get_state("corner")
-        )
-        data, layout = frame_canvas.figure(image, frame.shape[:2])
-        ctx.panel.set_data("frame", data)
-        ctx.panel.set_state("frame_layout", layout)
+        self._draw_frame(ctx, frame, masks)
         ctx.panel.set_state("frame_count", frame_count(sample))
         ctx.panel.set_state("status", status)
 
@@ -322,9 +280,7 @@ class ClickPromptPanel(foo.Panel):
         self._render_objects(ctx, panel)
         panel.btn("track", label="Track", variant="contained", on_click=self.track)
         panel.md(ctx.panel.get_state("track_status") or "", name="track_status")
-        layout = ctx.panel.get_state("frame_layout") or {}
-        panel.plot("frame", layout={**layout, "height": PLOT_HEIGHT}, config={"displayModeBar": False},
-                   on_click=self.click_frame, height=PLOT_HEIGHT)
+        self._render_frame(ctx, panel, PLOT_HEIGHT)
         self._render_settings(panel)
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=1, px=2, py=1))
 
@@ -335,10 +291,7 @@ class ClickPromptPanel(foo.Panel):
         panel.enum("sample_id", videos.values(), view=videos, on_change=self.select_sample)
         panel.int("frame_number", label="Frame", min=1, max=ctx.panel.get_state("frame_count"),
                   on_change=self.select_frame)
-        modes = types.RadioGroup(label="Click mode", orientation="horizontal")
-        for value, label in CLICK_MODES.items():
-            modes.add_choice(value, label=label)
-        panel.enum("click_mode", modes.values(), view=modes)
+        self._render_click_modes(panel)
 
     def _render_drawing_buttons(self, panel):
         panel.str("object_name", label="Object name")

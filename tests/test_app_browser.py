@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import playwright.sync_api as playwright_api
@@ -72,21 +73,31 @@ def browser(tmp_path_factory):
             yield context
 
 
-@pytest.fixture
-def page(browser, app_server, browser_dataset):
-    """A fresh tab showing the dataset."""
+@contextlib.contextmanager
+def _dataset_tab(browser, app_server, dataset):
+    """A fresh tab showing the grid of a one-video ``dataset`` (no video open, no banner)."""
     tab = browser.new_page()
     tab.set_default_timeout(LOAD_TIMEOUT_MS)
-    tab.goto(f"{app_server.url}/datasets/{browser_dataset.name}")
-    tab.get_by_text("1 sample").wait_for()
+    # the App's "Accelerate your workflow" pop-over (first visit of a fresh profile, shown a moment after the
+    # grid) takes every click until it is dismissed: dismissed whenever it shows up before an action
     dismiss = tab.get_by_text("Dismiss", exact=True)
-    if dismiss.count():
-        dismiss.click()
+    tab.add_locator_handler(dismiss, dismiss.click)
+    tab.goto(f"{app_server.url}/datasets/{dataset.name}")
+    tab.get_by_text("1 sample").wait_for()
     if tab.locator("#modal.modalon").count():  # the App restores a video left open by an earlier test
         tab.keyboard.press("Escape")
         tab.locator("#modal.modalon").wait_for(state="detached")
-    yield tab
-    tab.close()
+    try:
+        yield tab
+    finally:
+        tab.close()
+
+
+@pytest.fixture
+def page(browser, app_server, browser_dataset):
+    """A fresh tab showing the dataset."""
+    with _dataset_tab(browser, app_server, browser_dataset) as tab:
+        yield tab
 
 
 @contextlib.contextmanager
@@ -110,6 +121,13 @@ def _input(scope, label):
     """The input element of the form field whose label text is ``label``."""
     return scope.locator(
         f"xpath=.//*[normalize-space(text())='{label}']/ancestor::div[.//input][1]//input"
+    ).first
+
+
+def _dropdown(scope, label):
+    """The drop-down (combobox) of the panel field whose label text is ``label``."""
+    return scope.locator(
+        f"xpath=.//*[normalize-space(text())='{label}']/ancestor::div[.//*[@role='combobox']][1]//*[@role='combobox']"
     ).first
 
 
@@ -253,3 +271,129 @@ def test_click_prompt_panel(page, app_server, browser_dataset, sam_vit_b_random_
     assert run["label_field"] == "panel_queued"
     assert run["sample_ids"] == [browser_dataset.first().id]
     assert [(p["label"], p["frame"]) for p in run["prompts"]] == [("swan", 0)]
+
+
+REVIEW_FIELD = "review_tracks"
+REVIEW_FRAMES = 8
+DRIFTED = (3, 4)  # frames (1-based) on which object 1 (the rider) drifted: the queue flags frames 3 and 5
+HAND_FIXED = 6  # object 1 was fixed by hand in the App on this frame: re-propagation stops before it
+REVIEW_VIEWPORT = {"width": 1400, "height": 1250}
+
+
+@pytest.fixture(scope="module")
+def review_dataset(davis_dir, davis_frames, tmp_path_factory):
+    """``(dataset, ground truth)``: bmx-trees (8 frames, 428x240, H.264) with ``frames.review_tracks`` as a
+    tracking run would store it: the ground truth split into objects 1 (rider) and 2 (bike), object 1
+    drifting on DRIFTED and edited by hand on HAND_FIXED; ground truth = the (240, 428) label maps."""
+    import cv2
+    import fiftyone as fo
+
+    from samtrack_ops.fiftyone.runs import write_results
+    from samtrack_ops.pipeline import FrameResult, ObjectInfo
+    from test_review import _drifted, _two_objects
+
+    clip = tmp_path_factory.mktemp("review") / "bmx-trees.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-framerate", "24", "-i", str(davis_dir / "JPEGImages/480p/bmx-trees/%05d.jpg"),
+         "-frames:v", str(REVIEW_FRAMES), "-vf", "scale=428:240", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)],
+        check=True,
+    )
+    masks = davis_frames("bmx-trees", REVIEW_FRAMES).masks
+    truth = [_two_objects(cv2.resize(m.astype(np.uint8), (428, 240), interpolation=cv2.INTER_NEAREST) > 0)
+             for m in masks]
+    stored = [_drifted(m) if number in DRIFTED else m for number, m in enumerate(truth, start=1)]
+    dataset = fo.Dataset("samtrack-review-browser")
+    dataset.persistent = True
+    dataset.add_sample(fo.Sample(filepath=str(clip)))
+    dataset.compute_metadata()
+    objects = [ObjectInfo(1, "rider", 0.9), ObjectInfo(2, "bike", 0.9)]
+    write_results(dataset, dataset.first().id, (FrameResult(i, m, objects) for i, m in enumerate(stored)),
+                  {REVIEW_FIELD: "Detections"}, REVIEW_FIELD)
+    sample = dataset.first()
+    [rider] = [d for d in sample.frames[HAND_FIXED][REVIEW_FIELD].detections if d.index == 1]
+    rider.mask = np.ones_like(rider.mask)  # what a box-filling edit in the App's annotation tools stores
+    sample.save()
+    yield dataset, truth
+    dataset.delete()
+
+
+def _frame_documents(dataset):
+    """{frame number: the frame's document in the database} of the dataset's one video."""
+    import fiftyone.core.odm as foo
+
+    frames = foo.get_db_conn()[dataset._frame_collection_name]
+    return {doc["frame_number"]: doc for doc in frames.find({})}
+
+
+def _inside(label_map, object_id):
+    """(x, y) of the object's pixel nearest to its centroid: a click that lands on the object."""
+    rows, cols = np.nonzero(label_map == object_id)
+    nearest = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+    return int(cols[nearest]), int(rows[nearest])
+
+
+def _click_on_frame(page, frame, x, y, frame_size=(240, 428)):
+    """Clicks pixel (x, y) of the video frame shown in the panel's Plotly ``frame`` (its drag layer)."""
+    frame.scroll_into_view_if_needed()
+    box = frame.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * (x + 0.5) / frame_size[1],
+                     box["y"] + box["height"] * (y + 0.5) / frame_size[0])
+
+
+def test_review_panel_queue_flagged_frame_click_correct(browser, app_server, review_dataset, sam_vit_b_random_ckpt,
+                                                        r50_deaotl_ckpt):
+    """Review panel: "Build review queue" lists the drift; picking it opens frame 3 with the stored tracks;
+    a click on the rider + Apply re-segments track 1 and re-propagates it up to the frame before the
+    hand-fixed one; the panel reports frames 3..5, and only those frames change in the database."""
+    dataset, truth = review_dataset
+    before = _frame_documents(dataset)
+    first = DRIFTED[0]
+    with _dataset_tab(browser, app_server, dataset) as page, screenshot_on_failure(page, app_server, "review_panel"):
+        page.set_viewport_size(REVIEW_VIEWPORT)  # the whole panel in the screenshots
+        page.locator("[data-cy='new-panel-btn']").first.click()
+        page.locator("[data-cy='new-panel-option-review_panel']").click()
+        page.get_by_text("Build the review queue and pick a flagged range").wait_for()  # no frame open yet
+        playwright_api.expect(_input(page, "Tracked label field")).to_have_value(REVIEW_FIELD)  # the only one
+        page.get_by_role("button", name="Build review queue").click()
+        page.get_by_text(f"2 flagged range(s) in frames.{REVIEW_FIELD}, worst first").wait_for()
+        _dropdown(page, "Flagged frames (worst first)").click()
+        flagged = page.get_by_role("option", name=re.compile(rf"^frame {first}: shift \(suspicion 1\.00\)"))
+        _wait_until_drawn(page.get_by_role("listbox"))  # the menu has faded in
+        _screenshot(page, "review_queue")
+        flagged.click()
+
+        frame = page.locator(".js-plotly-plot .nsewdrag").first
+        frame.wait_for()
+        page.get_by_text(re.compile(r"track 1 rider \(tracked, suspicion")).wait_for()
+        playwright_api.expect(_input(page, "Frame")).to_have_value(str(first))
+        _screenshot(page, "review_panel_flagged_frame")
+
+        _input(page, "Track (index)").fill("1")
+        _input(page, "sam checkpoint (empty = default)").fill(str(sam_vit_b_random_ckpt))
+        _input(page, "tracker checkpoint (empty = default)").fill(str(r50_deaotl_ckpt))
+        apply = page.get_by_role("button", name="Apply", exact=True)
+        apply.click()  # no click on the frame yet: the panel says what is missing
+        page.get_by_text("Correction not applied: click on the object (or draw a box)").wait_for()
+        drawn_before = _frame_image_source(page)
+        _click_on_frame(page, frame, *_inside(truth[first - 1], 1))
+        playwright_api.expect(page.locator(".js-plotly-plot .imagelayer image, .js-plotly-plot g.im image").first
+                              ).not_to_have_attribute("href", drawn_before)  # the click is drawn
+        apply.click()
+        page.get_by_text(f"Correcting: resegment track 1 on frame {first}, re-propagating").wait_for()
+        report = page.get_by_text("Done. Track 1: rewrote frames")
+        report.wait_for(timeout=RUN_TIMEOUT_MS)
+        page.get_by_text(re.compile(r"track 1 rider \(corrected, suspicion")).wait_for()
+        report.scroll_into_view_if_needed()
+        _screenshot(page, "review_panel_corrected")
+        assert report.inner_text() == (f"Done. Track 1: rewrote frames {first}..{HAND_FIXED - 1} "
+                                       f"({HAND_FIXED - 1 - first} tracked), then stopped: next frame edited by hand.")
+
+    after = _frame_documents(dataset)
+    rewritten = range(first, HAND_FIXED)
+    assert {n: d for n, d in after.items() if n not in rewritten} == {n: d for n, d in before.items()
+                                                                      if n not in rewritten}
+    for number in rewritten:
+        old = {d["index"]: d for d in before[number][REVIEW_FIELD]["detections"]}
+        new = {d["index"]: d for d in after[number][REVIEW_FIELD]["detections"]}
+        assert new[1]["provenance"] == "corrected" and new[1]["_id"] != old[1]["_id"]
+        assert new[2]["label"] == "bike"

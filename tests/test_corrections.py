@@ -112,6 +112,7 @@ def test_correction_rewrites_only_k_to_j_and_stops_once_agreeing(corrected_video
           f"tracked {result.tracked_frames} frames, early stop: {result.stopped_early}")
     j = K + DRIFTED
     assert (result.first_frame, result.last_frame, result.stopped_early) == (K, j, True)
+    assert result.stop_reason == corrections.STOPPED_AGREEING
     assert result.tracked_frames == DRIFTED + AGREE
 
     after = _frame_documents(dataset, sample.id)
@@ -137,6 +138,7 @@ def test_without_early_stop_the_correction_runs_to_the_end(corrected_video, trac
     result = corrections.resegment_track(sample, "tracks", K, 1, mask, tracker=tracker, early_stop=False)
     print(f"without early stop: rewrote {result.first_frame}..{result.last_frame}, tracked {result.tracked_frames}")
     assert (result.first_frame, result.last_frame, result.tracked_frames) == (K, FRAMES, FRAMES - K)
+    assert (result.stopped_early, result.stop_reason) == (False, "")
 
 
 def test_a_failing_correction_changes_nothing(corrected_video, tracker, monkeypatch):
@@ -186,7 +188,7 @@ def test_app_edits_are_detected_kept_and_propagated(corrected_video, tracker):
     # a correction upstream stops before the human-edited frame and leaves it as it is
     result = corrections.resegment_track(sample, "tracks", 2, 1, Mask(frame=1, mask=maps[1] == 1), tracker=tracker,
                                          early_stop=False)
-    assert result.last_frame == K - 1 and result.stopped_early
+    assert result.last_frame == K - 1 and result.stop_reason == corrections.STOPPED_AT_HUMAN_EDIT
     assert _frame_documents(dataset, sample.id)[K]["tracks"]["detections"][0]["mask"] == kept["mask"]
     results = corrections.apply_human_edits(dataset[sample.id], "tracks", tracker=tracker, agree_frames=AGREE)
     assert [r.first_frame for r in results] == [K]

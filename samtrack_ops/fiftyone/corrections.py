@@ -54,17 +54,21 @@ from samtrack_ops.video import SpillStore, open_frames
 
 DEFAULT_AGREE_FRAMES = 3
 DEFAULT_AGREE_IOU = 0.9
+STOPPED_AGREEING = "agrees with the stored labels again"
+STOPPED_AT_HUMAN_EDIT = "next frame edited by hand"
 
 
 class CorrectionResult(NamedTuple):
     """What a correction did: the track, the rewritten frame numbers first..last (inclusive, empty when
-    first > last), the frames the tracker ran on, and whether agreement stopped it before the video's end."""
+    first > last), the frames the tracker ran on, and whether it stopped before the video's end and why
+    (``stop_reason``: :data:`STOPPED_AGREEING`, :data:`STOPPED_AT_HUMAN_EDIT`, or "" when it did not)."""
 
     object_id: int
     first_frame: int
     last_frame: int
     tracked_frames: int
     stopped_early: bool
+    stop_reason: str = ""
 
 
 class StoredVideo:
@@ -230,14 +234,14 @@ def _correct(video, frame_number, object_id, prompt, label, backward, early_stop
         mask = _prompt_mask(models, frame, prompt, video.frame_size)
         corrected = _painted(video, frame_number, object_id, mask)
         track_pass = _anchored(models.tracker, video, memory, frame_number, frame, corrected)
-        maps, tracked, stopped = _repropagate(video, frames, track_pass, object_id, early_stop, agree_frames,
+        maps, tracked, stop_reason = _repropagate(video, frames, track_pass, object_id, early_stop, agree_frames,
                                               agree_iou)
     maps[frame_number] = corrected
     labels = {object_id: label or video.label_of(object_id) or "object"}
     details = {"frame_number": frame_number, "backward": backward, "early_stop": early_stop,
                "agree_frames": agree_frames, "agree_iou": agree_iou}
     result = _commit(video, maps, object_id, labels, "add" if label else "resegment", details)
-    return result._replace(tracked_frames=tracked, stopped_early=stopped)
+    return result._replace(tracked_frames=tracked, stopped_early=bool(stop_reason), stop_reason=stop_reason)
 
 
 def _frames_away_from(video, start, step, store):
@@ -300,12 +304,12 @@ def _anchored(tracker, video, memory, start, frame, corrected):
 
 
 def _repropagate(video, frames, track_pass, object_id, early_stop, agree_frames, agree_iou):
-    """({frame_number: new label map}, frames tracked, stopped early) over ``frames`` ((number, frame)
+    """({frame_number: new label map}, frames tracked, stop reason or "") over ``frames`` ((number, frame)
     pairs moving away from the corrected frame)."""
     maps, pending, tracked, streak = {}, {}, 0, 0
     for number, frame in frames:
         if object_id in video.human_edited(number):
-            return maps, tracked, True
+            return maps, tracked, STOPPED_AT_HUMAN_EDIT
         tracked_map, _ = track_pass.track(frame)
         tracked += 1
         pending[number] = _painted(video, number, object_id, tracked_map == object_id)
@@ -314,8 +318,8 @@ def _repropagate(video, frames, track_pass, object_id, early_stop, agree_frames,
             maps.update(pending)
             pending = {}
         elif streak >= agree_frames:
-            return maps, tracked, True
-    return maps, tracked, False
+            return maps, tracked, STOPPED_AGREEING
+    return maps, tracked, ""
 
 
 def _agrees(new_map, stored_map, object_id, agree_iou):

@@ -384,6 +384,7 @@ def test_review_panel_queue_flagged_frame_click_correct(browser, app_server, rev
         report.wait_for(timeout=RUN_TIMEOUT_MS)
         page.get_by_text(re.compile(r"track 1 rider \(corrected, suspicion")).wait_for()
         report.scroll_into_view_if_needed()
+        _wait_until_drawn(page.locator("[data-cy='looker']").first)  # the grid, reloaded with the new labels
         _screenshot(page, "review_panel_corrected")
         assert report.inner_text() == (f"Done. Track 1: rewrote frames {first}..{HAND_FIXED - 1} "
                                        f"({HAND_FIXED - 1 - first} tracked), then stopped: next frame edited by hand.")

@@ -257,7 +257,7 @@ def _build_review_queue(dataset, field):
     try:
         return build_review_queue(dataset, field)
     except ValueError as error:
-        logger.info("building the review queue again after a reload: %s", error)
+        logger.warning("building the review queue again after a reload: %s", error)
         dataset.reload()
         return build_review_queue(dataset, field)
 

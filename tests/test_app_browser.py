@@ -132,11 +132,14 @@ def _dropdown(scope, label):
 
 
 def _wait_until_drawn(locator, attempts=40):
-    """Waits until ``locator`` looks the same in two screenshots in a row (the player has drawn its frame)."""
+    """Waits until ``locator`` looks the same in two screenshots in a row (drawn, e.g. the player's frame)."""
     previous = None
     for _ in range(attempts):
-        current = locator.screenshot()
-        if current == previous:
+        try:
+            current = locator.screenshot()
+        except playwright_api.Error:  # re-rendered (detached) while being captured: look again
+            current = None
+        if current is not None and current == previous:
             return
         previous = current
     raise AssertionError(f"{locator} kept changing over {attempts} screenshots")

@@ -109,9 +109,16 @@ class AppServer:
         self.stop()
 
 
+ENTERPRISE_POPOVER_SEEN_KEY = "fiftyone-enterprise-tooltip-seen"  # the App's own key (fiftyone 1.x bundle)
+
+
 @contextlib.contextmanager
 def chromium_context(playwright, user_data_dir):
-    """Yields a Playwright browser context of the system Chromium with a fresh profile."""
+    """Yields a Playwright browser context of the system Chromium with a fresh profile.
+
+    The profile is one that has seen the App before: the App's "Accelerate your workflow" pop-over (shown on a
+    first visit, a moment after the grid, whenever that is) would take every click until dismissed, and a
+    dialog opened meanwhile covers its Dismiss button. The App skips it when this local-storage key is set."""
     context = playwright.chromium.launch_persistent_context(
         str(user_data_dir),
         executable_path=chromium_path(),
@@ -119,6 +126,7 @@ def chromium_context(playwright, user_data_dir):
         args=BROWSER_FLAGS,
         viewport=VIEWPORT,
     )
+    context.add_init_script(f"window.localStorage.setItem('{ENTERPRISE_POPOVER_SEEN_KEY}', 'true')")
     try:
         yield context
     finally:

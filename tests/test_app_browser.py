@@ -78,10 +78,6 @@ def _dataset_tab(browser, app_server, dataset):
     """A fresh tab showing the grid of a one-video ``dataset`` (no video open, no banner)."""
     tab = browser.new_page()
     tab.set_default_timeout(LOAD_TIMEOUT_MS)
-    # the App's "Accelerate your workflow" pop-over (first visit of a fresh profile, shown a moment after the
-    # grid) takes every click until it is dismissed: dismissed whenever it shows up before an action
-    dismiss = tab.get_by_text("Dismiss", exact=True)
-    tab.add_locator_handler(dismiss, dismiss.click)
     tab.goto(f"{app_server.url}/datasets/{dataset.name}")
     tab.get_by_text("1 sample").wait_for()
     if tab.locator("#modal.modalon").count():  # the App restores a video left open by an earlier test
